@@ -1,0 +1,1041 @@
+"""A Segment-compatible HTTP server for tests, standard library only.
+
+`FakeSegment` listens on loopback, speaks HTTP/1.1 with keep-alive, validates
+requests the way Segment's Tracking API does, records every request, and can be
+scripted to answer with errors, delays or dropped connections::
+
+    with FakeSegment() as fake:
+        client = Client("key", host=fake.url)
+        client.track("user-1", "Signed Up")
+        assert fake.by_event("Signed Up")[0]["userId"] == "user-1"
+
+        fake.respond_with(429, headers={"Retry-After": "1"})   # next POST only
+        fake.respond_with(200, delay=0.5)                      # the one after that
+
+Endpoints: ``POST /v1/batch`` (and its alias ``/v1/import``) take
+``{"batch": [...]}``; ``POST /v1/track``, ``/v1/identify``, ``/v1/page``,
+``/v1/screen``, ``/v1/group`` and ``/v1/alias`` take one message, whose
+``type`` is set from the path (and whose body ``writeKey`` is not recorded as
+part of the message). Any other path answers 404; another method on a known
+path answers 405.
+
+Error answers have the body ``{"success": false, "message": ..., "code": ...}``
+with ``Content-Type: application/json``. The codes are ``not_found``,
+``method_not_allowed``, ``missing_write_key`` (401), ``invalid_request`` (bad
+gzip, invalid JSON, wrong body shape), ``request_too_large``,
+``message_too_large``, ``too_many_messages`` and ``invalid_message`` (a
+message without the fields its type needs). Success is 200
+``{"success": true}``.
+
+Deliberately stricter than Segment:
+
+- more than 2,500 messages in one request answers 400 ``too_many_messages``
+  (Segment answers 200 and silently drops the events, which a test would
+  never notice);
+- a ``messageId`` that is not a string of at most 100 characters answers 400;
+- ``NaN``, ``Infinity`` and numbers that overflow a float are invalid JSON;
+- an unknown write key is still accepted (as Segment does), but no write key
+  at all answers 401.
+
+Since: 0.1.0
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import dataclasses
+import json
+import math
+import socket
+import socketserver
+import sys
+import threading
+import time
+import zlib
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+__all__ = [
+    "MAX_BATCH_MESSAGES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "FakeSegment",
+    "FakeSegmentTimeoutError",
+    "RecordedRequest",
+]
+
+#: Largest accepted request body, in bytes, after gunzip.
+MAX_REQUEST_BYTES = 500_000
+#: Largest accepted message, in bytes of compact JSON.
+MAX_MESSAGE_BYTES = 32_768
+#: Most messages accepted in one request (stricter than Segment, see above).
+MAX_BATCH_MESSAGES = 2_500
+#: Longest accepted ``messageId``.
+MAX_MESSAGE_ID_LENGTH = 100
+
+MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+
+# Bodies larger than this are not read (or gunzipped) at all: the server answers
+# 413 and closes the connection, so a runaway client cannot exhaust memory.
+_MAX_WIRE_BYTES = 16 * 1024 * 1024
+_MAX_CHUNK_LINE = 1024
+_MAX_TRAILER_LINES = 100
+_MAX_ERRORS_KEPT = 100
+# How often the accept loop checks for stop(); bounds how long stop() waits for it.
+_POLL_INTERVAL = 0.05
+# Bounds on stop(): waiting for the accept loop, then for handler threads to finish.
+_STOP_JOIN_TIMEOUT = 5.0
+_STOP_DRAIN_TIMEOUT = 2.0
+# An idle keep-alive connection is closed after this many seconds.
+_IDLE_TIMEOUT = 60.0
+
+_BATCH_PATHS = frozenset({"/v1/batch", "/v1/import"})
+_SINGLE_PATHS = {f"/v1/{type_}": type_ for type_ in MESSAGE_TYPES}
+_JSON = "application/json"
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class FakeSegmentTimeoutError(AssertionError, TimeoutError):
+    """`FakeSegment.wait_for_messages` (or ``_requests``) gave up waiting.
+
+    It is an `AssertionError`, so pytest reports it as a failed expectation,
+    and a `TimeoutError`, so code that catches timeouts catches it too.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request as `FakeSegment` received and answered it.
+
+    Attributes:
+        method: The HTTP method, e.g. ``"POST"``.
+        path: The request target as sent, including any query string.
+        headers: Request headers with lower-cased names (repeated headers
+            joined with ``", "``).
+        body: The raw body as received on the wire (still gzipped if it was).
+        json: The decoded JSON body (after gunzip), or None if it was not
+            valid JSON.
+        write_key: The HTTP Basic user name, else the body's ``writeKey``,
+            else None.
+        status: The status code answered; 0 if the connection was dropped.
+        received_at: When the request was read, as `time.time`.
+
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    write_key: str | None
+    status: int
+    received_at: float
+
+    @property
+    def batch(self) -> list[dict[str, Any]]:
+        """The messages in the body: its ``batch`` list, or the single message.
+
+        Empty if the body was not a JSON object. Entries are returned as sent,
+        even if they are not valid messages.
+        """
+        if not isinstance(self.json, dict):
+            return []
+        batch = self.json.get("batch")
+        if isinstance(batch, list):
+            return list(batch)
+        return [self.json]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Script:
+    """One scripted answer queued by `FakeSegment.respond_with`."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
+    delay: float
+    drop: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Verdict:
+    """What validation says about a request: the answer and accepted messages."""
+
+    status: int
+    payload: dict[str, Any]
+    messages: tuple[dict[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reply:
+    """A response ready to be written: status, headers, body, or a dropped connection."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    delay: float = 0.0
+    drop: bool = False
+
+
+class _BodyError(Exception):
+    """The request body could not be read; answer ``status`` and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str, code: str) -> _Verdict:
+    return _Verdict(status, {"success": False, "message": message, "code": code})
+
+
+def _json_bytes(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"{text} overflows a float"
+        raise ValueError(msg)
+    return value
+
+
+def _parse_json(data: bytes) -> tuple[bool, Any]:
+    """Return ``(True, value)`` for valid JSON, else ``(False, None)``."""
+    try:
+        return True, json.loads(
+            data,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and UnicodeDecodeError.
+        return False, None
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Gunzip every member of ``data``; raise ValueError if invalid or over ``limit``."""
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            msg = f"invalid gzip body: {exc}"
+            raise ValueError(msg) from exc
+        size += len(chunk)
+        if size > limit or inflater.unconsumed_tail:
+            msg = f"gzipped body inflates to over {limit} bytes"
+            raise ValueError(msg)
+        if not inflater.eof:
+            msg = "invalid gzip body: truncated"
+            raise ValueError(msg)
+        out.append(chunk)
+        rest = inflater.unused_data
+    return b"".join(out)
+
+
+def _write_key(headers: Mapping[str, str], body: Any) -> str | None:
+    """Return the Basic auth user name, else the body's ``writeKey``, else None."""
+    scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        user = decoded.partition(":")[0]
+        if user:
+            return user
+    if isinstance(body, dict):
+        key = body.get("writeKey")
+        if isinstance(key, str) and key:
+            return key
+    return None
+
+
+def _missing(value: object) -> bool:
+    return value is None or value == ""
+
+
+def _id_problem(message: Mapping[str, Any], field: str) -> str | None:
+    value = message.get(field)
+    if _missing(value):
+        return f'"{field}" is required'
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f'"{field}" must be a string'
+    return None
+
+
+def _message_problem(message: object) -> str | None:
+    """Return what is wrong with one message, or None if Segment would take it."""
+    if not isinstance(message, dict):
+        return "must be a JSON object"
+    type_ = message.get("type")
+    if type_ not in MESSAGE_TYPES:
+        kinds = ", ".join(sorted(MESSAGE_TYPES))
+        return f'"type" must be one of {kinds}, not {type_!r}'
+    problem: str | None
+    if type_ == "alias":
+        problem = _id_problem(message, "previousId") or _id_problem(message, "userId")
+    elif _missing(message.get("userId")) and _missing(message.get("anonymousId")):
+        problem = '"userId" or "anonymousId" is required'
+    else:
+        field = "userId" if not _missing(message.get("userId")) else "anonymousId"
+        problem = _id_problem(message, field)
+    if problem:
+        return problem
+    if type_ == "track":
+        event = message.get("event")
+        if not isinstance(event, str) or not event:
+            return 'track needs a non-empty string "event"'
+    if type_ == "group":
+        problem = _id_problem(message, "groupId")
+        if problem:
+            return problem
+    message_id = message.get("messageId")
+    if message_id is not None and (
+        not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_LENGTH
+    ):
+        return f'"messageId" must be a string of at most {MAX_MESSAGE_ID_LENGTH} characters'
+    return None
+
+
+def _validate_messages(messages: list[Any]) -> _Verdict:
+    if len(messages) > MAX_BATCH_MESSAGES:
+        return _error(
+            400,
+            f"batch has {len(messages)} messages, over the limit of {MAX_BATCH_MESSAGES} per request",
+            "too_many_messages",
+        )
+    for index, message in enumerate(messages):
+        size = len(_json_bytes(message))
+        if size > MAX_MESSAGE_BYTES:
+            return _error(
+                400,
+                f"message {index} is {size} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes",
+                "message_too_large",
+            )
+        problem = _message_problem(message)
+        if problem:
+            return _error(400, f"message {index}: {problem}", "invalid_message")
+    return _Verdict(200, {"success": True}, tuple(messages))
+
+
+def _evaluate(
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> tuple[Any, str | None, _Verdict]:
+    """Decode and validate one request as Segment would.
+
+    Returns the decoded JSON (or None), the write key (or None) and the verdict.
+    """
+    path = urlsplit(target).path.rstrip("/")
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    decode_problem = None
+    decoded = b""
+    if encoding in {"gzip", "x-gzip"}:
+        try:
+            decoded = _gunzip(body, _MAX_WIRE_BYTES)
+        except ValueError as exc:
+            decode_problem = str(exc)
+    elif encoding in {"", "identity"}:
+        decoded = body
+    else:
+        decode_problem = f"unsupported Content-Encoding: {encoding}"
+    valid, value = _parse_json(decoded) if decode_problem is None else (False, None)
+    write_key = _write_key(headers, value)
+
+    if path not in _BATCH_PATHS and path not in _SINGLE_PATHS:
+        verdict = _error(404, f"no such endpoint: {path or '/'}", "not_found")
+    elif method != "POST":
+        verdict = _error(405, f"{method} is not allowed; use POST", "method_not_allowed")
+    elif decode_problem is not None:
+        verdict = _error(400, decode_problem, "invalid_request")
+    elif len(decoded) > MAX_REQUEST_BYTES:
+        verdict = _error(
+            400,
+            f"request body is {len(decoded)} bytes, over the size limit of {MAX_REQUEST_BYTES} bytes",
+            "request_too_large",
+        )
+    elif not valid:
+        verdict = _error(400, "Invalid JSON", "invalid_request")
+    elif write_key is None:
+        verdict = _error(401, "missing write key", "missing_write_key")
+    elif not isinstance(value, dict):
+        verdict = _error(400, "body must be a JSON object", "invalid_request")
+    elif path in _BATCH_PATHS:
+        batch = value.get("batch")
+        if isinstance(batch, list):
+            verdict = _validate_messages(batch)
+        else:
+            verdict = _error(400, 'body must have a "batch" list', "invalid_request")
+    else:
+        message = {k: v for k, v in value.items() if k != "writeKey"}
+        message["type"] = _SINGLE_PATHS[path]
+        verdict = _validate_messages([message])
+    return (value if valid else None), write_key, verdict
+
+
+def _status_code(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return f"http_{status}"
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _reply_for(verdict: _Verdict, script: _Script | None) -> _Reply:
+    """Combine the validation verdict with a scripted answer, if any."""
+    if script is None:
+        return _Reply(verdict.status, (("Content-Type", _JSON),), _json_bytes(verdict.payload))
+    headers = script.headers
+    body = script.body
+    if body is None:
+        if 200 <= script.status < 300:
+            payload: dict[str, Any] = {"success": True}
+        else:
+            payload = {
+                "success": False,
+                "message": _status_phrase(script.status),
+                "code": _status_code(script.status),
+            }
+        body = _json_bytes(payload)
+    return _Reply(script.status, headers, body, script.delay, script.drop)
+
+
+def _header_dict(items: list[tuple[str, str]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+class _Recorder:
+    """All mutable state shared by handler threads, behind one lock."""
+
+    def __init__(
+        self,
+        max_messages: int,
+        max_requests: int,
+        on_message: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.stopping = threading.Event()
+        self.on_message = on_message
+        self.requests: collections.deque[RecordedRequest] = collections.deque(
+            maxlen=max_requests,
+        )
+        self.messages: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=max_messages,
+        )
+        self.scripts: collections.deque[_Script] = collections.deque()
+        self.errors: collections.deque[BaseException] = collections.deque(
+            maxlen=_MAX_ERRORS_KEPT,
+        )
+        self.connections: set[socket.socket] = set()
+        self.requests_seen = 0
+        self.messages_accepted = 0
+        self.dropped_requests = 0
+        self.dropped_messages = 0
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.messages.clear()
+            self.scripts.clear()
+            self.errors.clear()
+            self.requests_seen = 0
+            self.messages_accepted = 0
+            self.dropped_requests = 0
+            self.dropped_messages = 0
+            self.changed.notify_all()
+
+    def next_script(self) -> _Script | None:
+        with self.lock:
+            return self.scripts.popleft() if self.scripts else None
+
+    def record(self, request: RecordedRequest, messages: tuple[dict[str, Any], ...]) -> None:
+        with self.lock:
+            if len(self.requests) == self.requests.maxlen:
+                self.dropped_requests += 1
+            self.requests.append(request)
+            self.requests_seen += 1
+            limit = self.messages.maxlen or 0
+            self.dropped_messages += max(0, len(self.messages) + len(messages) - limit)
+            self.messages.extend(messages)
+            self.messages_accepted += len(messages)
+            self.changed.notify_all()
+        callback = self.on_message
+        if callback is not None:
+            for message in messages:
+                try:
+                    callback(message)
+                except Exception as exc:  # noqa: BLE001 - kept for the test to see
+                    self.add_error(exc)
+
+    def add_error(self, exc: BaseException) -> None:
+        with self.lock:
+            self.errors.append(exc)
+
+    def add_connection(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.connections.add(sock)
+
+    def remove_connection(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.connections.discard(sock)
+            self.changed.notify_all()
+
+
+class _Server(ThreadingHTTPServer):
+    """Threaded HTTP server that tracks client sockets so stop() can close them."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], recorder: _Recorder) -> None:
+        self.recorder = recorder
+        super().__init__(address, _Handler)
+        self.timeout = _POLL_INTERVAL
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup, which can stall for seconds."""
+        socketserver.TCPServer.server_bind(self)
+        address = self.server_address
+        self.server_name = str(address[0])
+        self.server_port = int(address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Track the client socket, then hand it to a daemon thread."""
+        self.recorder.add_connection(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget and close the client socket."""
+        self.recorder.remove_connection(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+        """Keep unexpected handler exceptions instead of printing them to stderr.
+
+        Disconnects (any `OSError`) and anything after stop() are normal and ignored.
+        """
+        exc = sys.exc_info()[1]
+        if exc is None or isinstance(exc, OSError) or self.recorder.stopping.is_set():
+            return
+        self.recorder.add_error(exc)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Reads one request at a time off a keep-alive connection and answers it."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeSegment/1"
+    sys_version = ""
+    timeout = _IDLE_TIMEOUT
+
+    @property
+    def recorder(self) -> _Recorder:
+        return cast("_Server", self.server).recorder
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        """Stay silent: the default writes every request to stderr."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer malformed HTTP (bad request line, bad headers) with a JSON error."""
+        text = message or explain or _status_phrase(code)
+        payload = {"success": False, "message": text, "code": _status_code(code)}
+        self.close_connection = True
+        with_body = code >= 200 and code not in _NO_BODY_STATUSES
+        self._write(_Reply(code, (("Content-Type", _JSON),), _json_bytes(payload) if with_body else b""))
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        """Handle a POST: the only method Segment's endpoints take."""
+        self._serve()
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        """Record and answer 404 or 405."""
+        self._serve()
+
+    do_HEAD = do_GET
+    do_PUT = do_GET
+    do_PATCH = do_GET
+    do_DELETE = do_GET
+    do_OPTIONS = do_GET
+
+    def _serve(self) -> None:
+        received_at = time.time()
+        headers = _header_dict(list(self.headers.items()))
+        try:
+            body = self._read_body()
+        except _BodyError as exc:
+            self.close_connection = True
+            payload = {"success": False, "message": exc.message, "code": "invalid_request"}
+            reply = _Reply(exc.status, (("Content-Type", _JSON),), _json_bytes(payload))
+            request = RecordedRequest(
+                self.command, self.path, headers, b"", None, None, exc.status, received_at
+            )
+            self.recorder.record(request, ())
+            self._write(reply)
+            return
+
+        script = self.recorder.next_script() if self.command == "POST" else None
+        value, write_key, verdict = _evaluate(self.command, self.path, headers, body)
+        reply = _reply_for(verdict, script)
+        accepted = 200 <= reply.status < 300 and 200 <= verdict.status < 300
+        messages = verdict.messages if accepted and not reply.drop else ()
+        status = 0 if reply.drop else reply.status
+        request = RecordedRequest(
+            self.command, self.path, headers, body, value, write_key, status, received_at
+        )
+        self.recorder.record(request, messages)
+
+        if reply.delay > 0 and self.recorder.stopping.wait(reply.delay):
+            reply = dataclasses.replace(reply, drop=True)
+        if reply.drop:
+            self.close_connection = True
+            return
+        self._write(reply)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise _BodyError(400, f"invalid Content-Length: {length_text!r}") from None
+        if length < 0:
+            raise _BodyError(400, f"invalid Content-Length: {length_text!r}")
+        if length > _MAX_WIRE_BYTES:
+            raise _BodyError(413, f"body of {length} bytes is far over the size limit")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _BodyError(400, "connection closed before the whole body arrived")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(_MAX_CHUNK_LINE)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BodyError(400, "invalid chunked body") from None
+            if size < 0:
+                raise _BodyError(400, "invalid chunked body")
+            if size == 0:
+                break
+            total += size
+            if total > _MAX_WIRE_BYTES:
+                raise _BodyError(413, "chunked body is far over the size limit")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.read(2) != b"\r\n":
+                raise _BodyError(400, "invalid chunked body")
+            parts.append(chunk)
+        for _ in range(_MAX_TRAILER_LINES):
+            if self.rfile.readline(_MAX_CHUNK_LINE) in {b"\r\n", b"\n", b""}:
+                break
+        return b"".join(parts)
+
+    def _write(self, reply: _Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            if name.lower() not in {"content-length", "transfer-encoding"}:
+                self.send_header(name, value)
+        body = reply.body
+        if reply.status < 200 or reply.status in _NO_BODY_STATUSES:
+            body = b""
+        if reply.status != 204:  # a 204 must not carry Content-Length
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class FakeSegment:
+    """A local Segment Tracking API for tests: validates, records and can be scripted.
+
+    Requests run on daemon threads; all recorded state sits behind one lock, and
+    every accessor returns a copy. At most ``max_messages`` messages and
+    ``max_requests`` requests are kept (the oldest are forgotten and counted in
+    `dropped_messages` / `dropped_requests`).
+
+    Validation follows Segment's limits (500,000-byte body, 32,768-byte message,
+    required ids and fields) with one deliberate difference: more than 2,500
+    messages in a request answers 400, where Segment answers 200 and silently
+    drops the events. See the module docstring for the error codes.
+
+    A stopped server cannot be started again; create a new one.
+
+    Since: 0.1.0
+    """
+
+    def __init__(  # noqa: PLR0913 - all but host/port are keyword-only options
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_messages: int = 1_000_000,
+        max_requests: int = 100_000,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Configure the server; nothing listens until `start`.
+
+        Args:
+            host: Address to bind; loopback by default. An IPv6 address (one
+                containing ``:``) binds an IPv6 socket.
+            port: Port to bind; 0 picks a free one (see `port` after `start`).
+            max_messages: How many accepted messages to keep.
+            max_requests: How many `RecordedRequest` to keep.
+            on_message: Called with each accepted message, on the request's
+                thread, outside the lock, before the response is sent. Its
+                exceptions are kept in `errors`, not raised.
+
+        Raises:
+            ValueError: ``max_messages`` or ``max_requests`` is negative.
+
+        """
+        if max_messages < 0 or max_requests < 0:
+            msg = "max_messages and max_requests must not be negative"
+            raise ValueError(msg)
+        self._host = host
+        self._port = port
+        self._recorder = _Recorder(max_messages, max_requests, on_message)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        """Show where it listens and how much it has recorded."""
+        where = self.url if self._server is not None else "not started"
+        with self._recorder.lock:
+            counts = f"requests={len(self._recorder.requests)} messages={len(self._recorder.messages)}"
+        return f"<FakeSegment {where} {counts}>"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> FakeSegment:
+        """Bind and start serving in a daemon thread; return self.
+
+        Calling it again while running does nothing.
+
+        Raises:
+            RuntimeError: The server was already stopped.
+            OSError: The address could not be bound.
+
+        """
+        with self._state_lock:
+            if self._stopped:
+                msg = "FakeSegment was stopped and cannot be restarted; create a new one"
+                raise RuntimeError(msg)
+            if self._server is not None:
+                return self
+            server_class = _Server6 if ":" in self._host else _Server
+            server = server_class((self._host, self._port), self._recorder)
+            self._server = server
+            self._thread = threading.Thread(
+                target=self._accept_loop,
+                args=(server,),
+                name=f"FakeSegment:{server.server_port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def _accept_loop(self, server: _Server) -> None:
+        stopping = self._recorder.stopping
+        while not stopping.is_set():
+            try:
+                server.handle_request()
+            except (OSError, ValueError):
+                # The listening socket went away under us: only stop() does that.
+                if stopping.is_set():
+                    return
+                raise
+
+    def stop(self) -> None:
+        """Stop serving and close every connection; safe to call more than once.
+
+        Returns within a few seconds even with idle keep-alive connections
+        open or requests sleeping in a scripted ``delay`` (those are dropped).
+        """
+        with self._state_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            server, thread = self._server, self._thread
+        recorder = self._recorder
+        recorder.stopping.set()
+        if server is None:
+            return
+        if thread is not None:
+            thread.join(_STOP_JOIN_TIMEOUT)
+        server.server_close()
+        with recorder.lock:
+            connections = list(recorder.connections)
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+        deadline = time.monotonic() + _STOP_DRAIN_TIMEOUT
+        with recorder.changed:
+            while recorder.connections:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                recorder.changed.wait(remaining)
+
+    def close(self) -> None:
+        """Same as `stop`."""
+        self.stop()
+
+    def __enter__(self) -> FakeSegment:
+        """Start the server and return it."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    # -- where it listens ----------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The host it was asked to bind."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (the requested one before)."""
+        server = self._server
+        return self._port if server is None else int(server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a client, e.g. ``http://127.0.0.1:54321``.
+
+        Raises:
+            RuntimeError: The server has not been started.
+
+        """
+        if self._server is None:
+            msg = "FakeSegment has no URL until start() is called"
+            raise RuntimeError(msg)
+        host = self._host
+        if host in {"", "0.0.0.0"}:  # noqa: S104 - only compared, never bound here
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    # -- what it recorded ----------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received (accepted, rejected, scripted or dropped), oldest first."""
+        with self._recorder.lock:
+            return list(self._recorder.requests)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message of every request answered 2xx, in arrival order.
+
+        Each message is the decoded dict as sent; retries of one message appear
+        once per accepted attempt (compare ``messageId`` to de-duplicate).
+        """
+        with self._recorder.lock:
+            return list(self._recorder.messages)
+
+    def by_type(self, type_: str) -> list[dict[str, Any]]:
+        """Return the accepted messages whose ``type`` is ``type_``."""
+        return [m for m in self.messages if m.get("type") == type_]
+
+    def by_event(self, event: str) -> list[dict[str, Any]]:
+        """Return the accepted track messages whose ``event`` is ``event``."""
+        return [m for m in self.messages if m.get("type") == "track" and m.get("event") == event]
+
+    def by_message_id(self, message_id: str) -> dict[str, Any] | None:
+        """Return the first accepted message with this ``messageId``, or None."""
+        return next((m for m in self.messages if m.get("messageId") == message_id), None)
+
+    @property
+    def dropped_messages(self) -> int:
+        """How many accepted messages were forgotten to stay within ``max_messages``."""
+        with self._recorder.lock:
+            return self._recorder.dropped_messages
+
+    @property
+    def dropped_requests(self) -> int:
+        """How many requests were forgotten to stay within ``max_requests``."""
+        with self._recorder.lock:
+            return self._recorder.dropped_requests
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised by ``on_message`` or by a request handler (latest 100).
+
+        Empty in a healthy run; client disconnects are not errors.
+        """
+        with self._recorder.lock:
+            return list(self._recorder.errors)
+
+    @property
+    def pending_responses(self) -> int:
+        """How many scripted responses are queued and not yet used."""
+        with self._recorder.lock:
+            return len(self._recorder.scripts)
+
+    def clear(self) -> None:
+        """Forget recorded requests, messages, errors, counters and pending scripts."""
+        self._recorder.clear()
+
+    def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Wait until ``n`` messages in all have been accepted; return `messages`.
+
+        Counts every accepted message since start (or `clear`), including any
+        forgotten to stay within ``max_messages``.
+
+        Raises:
+            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``
+                seconds (an `AssertionError` and a `TimeoutError`).
+
+        """
+        recorder = self._recorder
+        with recorder.changed:
+            reached = recorder.changed.wait_for(
+                lambda: recorder.messages_accepted >= n, max(timeout, 0.0)
+            )
+            if not reached:
+                msg = (
+                    f"waited {timeout}s for {n} messages; "
+                    f"got {recorder.messages_accepted} from {recorder.requests_seen} requests"
+                )
+                raise FakeSegmentTimeoutError(msg)
+            return list(recorder.messages)
+
+    def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Wait until ``n`` requests in all have been received; return `requests`.
+
+        Raises:
+            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout`` seconds.
+
+        """
+        recorder = self._recorder
+        with recorder.changed:
+            reached = recorder.changed.wait_for(
+                lambda: recorder.requests_seen >= n, max(timeout, 0.0)
+            )
+            if not reached:
+                msg = f"waited {timeout}s for {n} requests; got {recorder.requests_seen}"
+                raise FakeSegmentTimeoutError(msg)
+            return list(recorder.requests)
+
+    # -- scripting -----------------------------------------------------------
+
+    def respond_with(  # noqa: PLR0913 - mirrors the response's parts
+        self,
+        status: int = 200,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | dict[str, Any] | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        times: int = 1,
+    ) -> None:
+        """Queue the answer to the next ``times`` POST requests.
+
+        Scripts are used one per POST, in the order queued; with none queued the
+        request is validated and answered normally. The request is still
+        recorded. Its messages count as accepted only if the scripted status is
+        2xx *and* the request passes validation.
+
+        Args:
+            status: The status code to answer (200-599).
+            headers: Extra response headers, e.g. ``{"Retry-After": "2"}``.
+                Content-Length is always computed.
+            body: The response body: a dict is sent as JSON, a str as UTF-8.
+                None sends ``{"success": true}`` for 2xx, else
+                ``{"success": false, "message": <reason>, "code": <reason_code>}``.
+                Content-Type defaults to application/json for dict/None and
+                text/plain for str/bytes unless ``headers`` sets it.
+            delay: Seconds to wait before answering; cut short (and the
+                connection dropped) by `stop`.
+            drop: Read the request, then close the connection without answering
+                (recorded with status 0).
+            times: How many consecutive POSTs get this answer.
+
+        Raises:
+            ValueError: status, delay or times is out of range.
+
+        """
+        if not 200 <= status <= 599:
+            msg = f"status must be between 200 and 599, not {status}"
+            raise ValueError(msg)
+        if not (delay >= 0 and math.isfinite(delay)):
+            msg = f"delay must be a finite number of seconds >= 0, not {delay}"
+            raise ValueError(msg)
+        if times < 1:
+            msg = f"times must be at least 1, not {times}"
+            raise ValueError(msg)
+        header_items = dict(headers or {})
+        if isinstance(body, dict):
+            raw: bytes | None = _json_bytes(body)
+            content_type = _JSON
+        elif isinstance(body, str):
+            raw, content_type = body.encode(), "text/plain; charset=utf-8"
+        elif isinstance(body, bytes):
+            raw, content_type = body, "text/plain; charset=utf-8"
+        else:
+            raw, content_type = None, _JSON
+        if not any(name.lower() == "content-type" for name in header_items):
+            header_items["Content-Type"] = content_type
+        script = _Script(status, tuple(header_items.items()), raw, float(delay), drop)
+        with self._recorder.lock:
+            self._recorder.scripts.extend([script] * times)

@@ -1,0 +1,300 @@
+"""HTTP delivery: one keep-alive ``requests.Session``, retries, time budget, errors.
+
+The only module that imports requests and urllib3.  It POSTs bodies that a caller
+renders afresh for every attempt and never looks inside them.  The retry policy is
+``urllib3.util.Retry`` (status sets, exponential backoff with jitter, Retry-After
+parsing), driven by the short loop in :meth:`Transport.post`, because each attempt
+carries a new body (a fresh ``sentAt``) and an ``X-Retry-Count`` header; the
+adapter itself is mounted with retries off.  Failures become :mod:`.errors`
+exceptions, with the ``requests`` exception chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip as _gzip
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any, Callable, Union
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util import Retry
+
+from .errors import APIError, DeliveryError, RateLimitError, ServerError, TransportError
+
+log = logging.getLogger("simple_segment")
+
+Timeout = Union[float, tuple[float, float]]
+"""Seconds for one attempt: one number, or a (connect, read) pair."""
+
+RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
+"""Answers worth another attempt (SPEC.md section 3)."""
+MAX_ERROR_BODY = 65_536
+"""Most bytes read from an error answer."""
+GZIP_LEVEL = 6
+
+
+class _Policy(Retry):
+    # urllib3 also retries a 413 that carries Retry-After; a body too large never
+    # shrinks, so only these honour the header for retrying.
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What a successful :meth:`Transport.post` did."""
+
+    status: int
+    attempts: int
+    bytes_sent: int
+    """Body bytes of the attempt that got through (compressed size with gzip)."""
+
+
+_live: weakref.WeakSet[Transport] = weakref.WeakSet()
+
+
+def _forget_sessions_after_fork() -> None:
+    # A forked child must not write to the parent's sockets: each transport opens
+    # its own connections on first use in the child.
+    for transport in list(_live):
+        transport._after_fork()  # noqa: SLF001 - module-private hook
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sessions_after_fork)
+
+
+class Transport:
+    """POSTs request bodies to one URL with retries inside a time budget."""
+
+    def __init__(  # noqa: PLR0913 - every knob of delivery, passed once by the client
+        self,
+        url: str,
+        write_key: str,
+        *,
+        user_agent: str,
+        timeout: Timeout = 15.0,
+        total_timeout: float = 30.0,
+        max_retries: int = 3,
+        backoff_factor: float = 0.5,
+        backoff_max: float = 10.0,
+        max_total_backoff: float = float("inf"),
+        max_rate_limit_wait: float = float("inf"),
+        gzip: bool = False,
+        proxies: dict[str, str] | None = None,
+        verify: bool | str = True,
+        pool_size: int = 16,
+    ) -> None:
+        self.url = url
+        self._connect_timeout, self._read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        self._total_timeout = total_timeout
+        self._max_total_backoff = max_total_backoff
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._gzip = gzip
+        self._pool_size = pool_size
+        self._policy = _Policy(
+            total=max_retries,
+            connect=None,
+            read=None,
+            status=None,
+            other=None,
+            redirect=0,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=None,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff_factor,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": user_agent,
+            "Authorization": f"Basic {token}",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "Connection": "keep-alive",
+        }
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        # Proxy and CA-bundle environment variables are read here, once, not per request.
+        settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
+        self._proxies: dict[str, str] = settings["proxies"]
+        self._verify: bool | str = settings["verify"]
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.url}>"
+
+    # -- sessions -------------------------------------------------------------------
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # the environment was read once, in __init__
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        session.headers.clear()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size, max_retries=Retry(0, read=False))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def _get_session(self) -> requests.Session:
+        session = self._session
+        if session is None:
+            with self._lock:
+                session = self._session
+                if session is None:
+                    session = self._session = self._new_session()
+        return session
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._session = None  # the parent's sockets are left alone, not closed
+
+    def close(self) -> None:
+        """Close pooled connections; a later post() opens new ones."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    # -- delivery -------------------------------------------------------------------
+
+    def post(self, render: Callable[[], bytes]) -> Delivered:  # noqa: C901 - the retry loop, kept in one piece
+        """POST ``render()`` until it is accepted, retries run out or the budget ends.
+
+        ``render`` is called once per attempt.  Raises :class:`TransportError` when
+        no answer came, :class:`RateLimitError` for 429, :class:`ServerError` for a
+        retryable status and :class:`APIError` for any other non-2xx answer.
+        """
+        started = time.monotonic()
+        deadline = started + self._total_timeout
+        retry = self._policy
+        waited = 0.0
+        attempt = 0
+        while True:
+            body = render()
+            if self._gzip:
+                body = _gzip.compress(body, GZIP_LEVEL, mtime=0)
+            headers = self._headers if attempt == 0 else {**self._headers, "X-Retry-Count": str(attempt)}
+            attempt += 1
+            failure: DeliveryError
+            raw: Any = None
+            try:
+                response = self._send(body, headers, deadline)
+            except requests.RequestException as exc:
+                failure = TransportError(f"POST {self.url} failed: {exc}", attempts=attempt)
+                failure.__cause__ = exc
+                if not _is_retryable_exception(exc):
+                    raise failure from exc
+                error: Exception | None = exc
+            else:
+                status = response.status_code
+                text = _read_bounded(response)
+                if 200 <= status < 300:  # noqa: PLR2004 - the success range
+                    log.debug("POST %s: %d on attempt %d", self.url, status, attempt)
+                    return Delivered(status, attempt, len(body))
+                failure = _api_error(response, text, attempt)
+                if not retry.is_retry("POST", status, has_retry_after="Retry-After" in response.headers):
+                    raise failure
+                raw, error = response.raw, None
+            try:
+                retry = retry.increment("POST", self.url, response=raw, error=error)
+            except MaxRetryError:
+                raise failure from failure.__cause__
+            wait = _retry_after(retry, raw) or retry.get_backoff_time()
+            if (
+                time.monotonic() + wait >= deadline
+                or waited + wait > self._max_total_backoff
+                or (isinstance(failure, RateLimitError) and wait > self._max_rate_limit_wait)
+            ):
+                log.warning("giving up on %s after %d attempts: %s", self.url, attempt, failure)
+                raise failure from failure.__cause__
+            log.warning("attempt %d to %s failed (%s); retrying in %.2fs", attempt, self.url, failure, wait)
+            time.sleep(wait)
+            waited += wait
+
+    def _send(self, body: bytes, headers: dict[str, str], deadline: float) -> requests.Response:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise requests.Timeout("the time budget ran out before the request")
+        request = requests.PreparedRequest()
+        request.prepare_method("POST")
+        request.url = self.url
+        request.headers = requests.structures.CaseInsensitiveDict(headers)
+        request.headers["Content-Length"] = str(len(body))
+        request.body = body
+        return self._get_session().send(
+            request,
+            timeout=(min(self._connect_timeout, remaining), min(self._read_timeout, remaining)),
+            proxies=self._proxies,
+            verify=self._verify,
+            cert=None,
+            stream=True,
+            allow_redirects=False,
+        )
+
+
+def _retry_after(policy: Retry, raw: Any) -> float | None:  # noqa: ANN401 - a urllib3 response
+    """Seconds the server asked us to wait (Retry-After, seconds or HTTP-date), if any."""
+    if raw is None:
+        return None
+    try:
+        return policy.get_retry_after(raw)
+    except InvalidHeader:
+        return None  # a malformed header is ignored, as if absent
+
+
+def _is_retryable_exception(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate does not fix itself between attempts
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError))
+
+
+def _read_bounded(response: requests.Response) -> bytes:
+    """Read at most MAX_ERROR_BODY bytes of the answer and free its connection."""
+    try:
+        data: bytes = response.raw.read(MAX_ERROR_BODY + 1, decode_content=True) or b""
+    except Exception:  # noqa: BLE001 - a broken error body must not hide the status
+        response.close()
+        return b""
+    if len(data) > MAX_ERROR_BODY:
+        response.close()  # the rest is not read: the connection cannot be reused
+        return data[:MAX_ERROR_BODY]
+    response.raw.release_conn()
+    return data
+
+
+def _api_error(response: requests.Response, text: bytes, attempts: int) -> APIError:
+    status = response.status_code
+    code, message = "unknown", text.decode("utf-8", "replace") or (response.reason or "")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        code = str(payload.get("code") or code)
+        message = str(payload.get("message") or message)
+    if 300 <= status < 400:  # noqa: PLR2004 - redirects are not followed for a POST
+        code = "redirect"
+        message = f"{response.reason or 'redirect'} to {response.headers.get('Location', '?')} (redirects are not followed)"
+    headers = dict(response.headers)
+    if status == 429:  # noqa: PLR2004 - rate limited
+        retry_after = _retry_after(_Policy(), response.raw)
+        return RateLimitError(
+            status, code, message, response, retry_after=retry_after, headers=headers, attempts=attempts
+        )
+    if status in RETRY_STATUSES:
+        return ServerError(status, code, message, response, headers=headers, attempts=attempts)
+    return APIError(status, code, message, response, headers=headers, attempts=attempts)

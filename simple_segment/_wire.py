@@ -1,0 +1,221 @@
+"""Values to JSON, one message to bytes, messages to a request body.
+
+This module owns the wire format: the conversion table of SPEC.md section 4, the
+compact UTF-8 JSON encoding, the size limits and the ``{"batch": [...], "sentAt": ...,
+"writeKey": ...}`` envelope.  It knows nothing of HTTP, retries or Segment's message
+fields.
+
+Each message is serialized exactly once; a request body is those bytes joined, so a
+retry re-renders only the envelope (a fresh ``sentAt``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Callable
+from uuid import UUID
+
+from .errors import MessageTooLargeError, ValidationError
+
+MAX_MESSAGE_BYTES = 32_768
+"""Largest serialized message Segment accepts."""
+MAX_REQUEST_BYTES = 500_000
+"""Largest request body we send (Segment's limit is 500 KB)."""
+MAX_REQUEST_MESSAGES = 2_500
+"""Most messages in one request (over that Segment answers 200 and drops events)."""
+
+_UTC = _dt.timezone.utc
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False)
+_encode: Callable[[Any], str] = _ENCODER.encode
+
+
+def now_iso() -> str:
+    """Return the current UTC time as ISO-8601 with milliseconds and offset."""
+    return _dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
+
+
+def format_datetime(value: _dt.datetime) -> str:
+    """Format a datetime as ISO-8601 with milliseconds; a naive one is taken as UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=_UTC)
+    return value.isoformat(timespec="milliseconds")
+
+
+class _Invalid(Exception):
+    """A value with no JSON form; :func:`to_json_value` finds its path afterwards."""
+
+    def __init__(self, reason: str, key: object = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.key = key
+
+
+def to_json_value(value: Any, path: str) -> Any:  # noqa: ANN401 - any caller value
+    """Return ``value`` converted to plain JSON types, as a new object.
+
+    Follows the table of SPEC.md section 4.  Containers are always copied, so the
+    caller's are never modified or shared.  Raises :class:`ValidationError` naming the
+    path of the first bad value below ``path`` (``properties.items[2].price``).
+    """
+    try:
+        return _convert(value)
+    except _Invalid:
+        _locate(value, path)
+        raise  # pragma: no cover - _locate always raises for a value _convert rejects
+
+
+def _locate(value: Any, path: str) -> None:  # noqa: ANN401 - any caller value
+    # Runs only after a failure: walks down to the first value _convert rejects, so
+    # the fast path never builds path strings.
+    items: Any = ()
+    if type(value) is dict or isinstance(value, Mapping):
+        for key in value:
+            try:
+                if type(key) is not str:
+                    _json_key(key, value)
+            except _Invalid as bad:
+                raise ValidationError(f"{path}[{key!r}]", bad.reason) from None
+        items = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)) and not isinstance(value, Enum):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    elif isinstance(value, Enum):
+        items = ((path, value.value),)
+    for item_path, item in items:
+        try:
+            _convert(item)
+        except _Invalid:
+            _locate(item, item_path)
+    try:
+        _convert(value)
+    except _Invalid as bad:
+        raise ValidationError(path, bad.reason) from None
+
+
+def _convert(value: Any) -> Any:  # noqa: ANN401 - any caller value
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value - value != 0.0:  # NaN and both infinities; faster than math.isfinite here
+            raise _Invalid(f"{value!r} is not a valid JSON number")
+        return value
+    if kind is dict:
+        return {(key if type(key) is str else _json_key(key, value)): _convert(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_convert(item) for item in value]
+    return _convert_other(value)
+
+
+def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911 - one branch per row of the table
+    if isinstance(value, Enum):
+        return _convert(value.value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _convert(float(value))
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, _dt.datetime):
+        return format_datetime(value)
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _Invalid(f"Decimal {value} is not a finite number")
+        return str(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Invalid("bytes are not valid UTF-8") from None
+    if isinstance(value, Mapping):
+        return _convert(dict(value))
+    if isinstance(value, (set, frozenset, list, tuple)):
+        return [_convert(item) for item in value]
+    raise _Invalid(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - any dict key
+    # Keys become strings the way json.dumps writes them, so the wire matches the
+    # official library's: 1 -> "1", 1.5 -> "1.5", True -> "true".
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, (bool, int, float)) and not isinstance(key, Enum):
+        if isinstance(key, float) and not math.isfinite(key):
+            raise _Invalid("a dict key must be a finite number")
+        text = _encode(key)
+    else:
+        raise _Invalid(f"dict keys must be str, int, float or bool, not {type(key).__name__}")
+    if text in mapping:
+        raise _Invalid(f"key {key!r} collides with key {text!r} once made a string")
+    return text
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """Serialize one converted message to compact UTF-8 JSON and check its size.
+
+    Raises :class:`MessageTooLargeError` when it is over :data:`MAX_MESSAGE_BYTES`,
+    and :class:`ValidationError` for text that cannot be UTF-8 (lone surrogates).
+    """
+    try:
+        data = _encode(message).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(_find_surrogate(message, "message"), "text is not valid Unicode (lone surrogate)") from exc
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
+    return data
+
+
+def _find_surrogate(value: Any, path: str) -> str:  # noqa: ANN401 - any converted value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_surrogate(key, f"{path}[{key!r}]") or _find_surrogate(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_surrogate(item, f"{path}[{index}]")
+            if found:
+                return found
+    return ""
+
+
+class Envelope:
+    """Renders request bodies around already-serialized messages.
+
+    ``render(messages)`` returns ``{"batch":[...],"sentAt":"<now>","writeKey":"..."}``
+    as bytes, stamping ``sentAt`` at the moment of the call, so each HTTP attempt
+    carries its own.
+    """
+
+    __slots__ = ("_prefix", "_suffix", "overhead")
+
+    def __init__(self, write_key: str) -> None:
+        self._prefix = b'{"batch":['
+        self._suffix = b'","writeKey":' + _encode(write_key).encode("utf-8") + b"}"
+        self.overhead = len(self._prefix) + len(b'],"sentAt":"') + len(now_iso()) + len(self._suffix)
+        """Bytes a body adds around its messages (the separating commas excepted)."""
+
+    def render(self, messages: list[bytes]) -> bytes:
+        """Return the request body for ``messages``, with ``sentAt`` stamped now."""
+        return b"".join(
+            (self._prefix, b",".join(messages), b'],"sentAt":"', now_iso().encode("ascii"), self._suffix),
+        )
+
+    def body_size(self, count: int, message_bytes: int) -> int:
+        """Return the size of a body holding ``count`` messages of ``message_bytes`` in all."""
+        return self.overhead + message_bytes + max(count - 1, 0)

@@ -1,0 +1,97 @@
+"""Test helpers: record what would be sent, or receive it on a real local server.
+
+- :func:`capture` records every message any client builds for delivery, with no HTTP::
+
+      with simple_segment.testing.capture() as sent:
+          app.sign_up("user-1")
+      assert sent.by_event("Signed Up")
+
+- :class:`FakeSegment` is a Segment-compatible HTTP server on 127.0.0.1 that
+  validates like the real API, records what it accepts and can be scripted per
+  request (status, headers, delay, dropped connection).
+
+Neither imports pytest; the fixtures built on them live in
+:mod:`simple_segment.pytest_plugin`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+from . import client as _client_module
+from ._fakeserver import FakeSegment, RecordedRequest
+from ._messages import Message
+
+__all__ = ["Captured", "FakeSegment", "RecordedRequest", "capture"]
+
+
+class Captured:
+    """Messages recorded by :func:`capture`, in the order they were sent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[Message] = []
+
+    def _record(self, messages: list[Message]) -> None:
+        with self._lock:
+            self._messages.extend(messages)
+
+    @property
+    def messages(self) -> list[Message]:
+        """A copy of every recorded message."""
+        with self._lock:
+            return list(self._messages)
+
+    def by_type(self, type_: str) -> list[Message]:
+        """The recorded messages of one type (``"track"``, ``"identify"``...)."""
+        return [msg for msg in self.messages if msg.get("type") == type_]
+
+    def by_event(self, event: str) -> list[Message]:
+        """The recorded track messages of one event name."""
+        return [msg for msg in self.messages if msg.get("event") == event]
+
+    def by_message_id(self, message_id: str) -> Message | None:
+        """The recorded message with this messageId, or None."""
+        return next((msg for msg in self.messages if msg.get("messageId") == message_id), None)
+
+    def clear(self) -> None:
+        """Forget what was recorded."""
+        with self._lock:
+            self._messages.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._messages)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __getitem__(self, index: int) -> Message:
+        with self._lock:
+            return self._messages[index]
+
+    def __repr__(self) -> str:
+        return f"<Captured {len(self)} messages>"
+
+
+@contextmanager
+def capture() -> Iterator[Captured]:
+    """Record every message that any client would send, and send nothing.
+
+    Inside the block no client opens a connection: each call (and each batch request)
+    hands its messages here and succeeds.  Validation still runs, so bad arguments
+    raise as they would in production.  Capturing is process-wide; blocks may nest,
+    and each records what was sent while it was open.
+    """
+    captured = Captured()
+    sink = captured._record  # noqa: SLF001 - the recorder is this module's own
+    _client_module._sinks.append(sink)  # noqa: SLF001 - the hook exists for this function
+    try:
+        yield captured
+    finally:
+        _client_module._sinks.remove(sink)  # noqa: SLF001
+
+

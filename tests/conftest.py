@@ -1,0 +1,69 @@
+"""Shared fixtures: a clean environment and a real loopback Segment server.
+
+The project's own pytest plugin (``simple_segment.pytest_plugin``) provides
+``fake_segment``, ``segment_client`` and ``segment_capture``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import simple_segment
+from simple_segment.testing import FakeSegment
+
+WRITE_KEY = "test-write-key"
+
+_ENV = (
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SEGMENT_WRITE_KEY", "SEGMENT_HOST",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxy and CA variables of the machine must not change where tests connect."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def clean_module_state() -> Iterator[None]:
+    """Module-level settings and default_client are restored after every test."""
+    saved = {name: getattr(simple_segment, name) for name in simple_segment._SETTINGS}
+    saved_client = simple_segment.default_client
+    yield
+    for name, value in saved.items():
+        setattr(simple_segment, name, value)
+    current = simple_segment.default_client
+    if current is not None and current is not saved_client:
+        current.close()
+    simple_segment.default_client = saved_client
+
+
+@pytest.fixture
+def client(fake_segment: FakeSegment) -> Iterator[simple_segment.Client]:
+    """A client of the fake server with quick retries and a short time budget."""
+    with simple_segment.Client(
+        WRITE_KEY, host=fake_segment.url, timeout=2, total_timeout=8, backoff_factor=0.01
+    ) as c:
+        yield c
+
+
+def basic_auth(key: str = WRITE_KEY) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def body_of(request: Any) -> dict[str, Any]:
+    """The decoded JSON body of a recorded request (gunzipped when needed)."""
+    assert request.json is not None, request.body[:200]
+    return dict(request.json)
+
+
+def wire(msg: dict[str, Any]) -> dict[str, Any]:
+    """What ``msg`` looks like once serialized and parsed."""
+    return dict(json.loads(json.dumps(msg)))

@@ -1,0 +1,209 @@
+"""SPEC.md section 4: how Python values travel, and how bad input is refused."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import enum
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import simple_segment
+from simple_segment import Client, MessageTooLargeError, ValidationError
+from simple_segment.testing import FakeSegment
+
+from conftest import WRITE_KEY
+
+
+class Color(enum.Enum):
+    RED = "red"
+    NESTED = dt.date(2024, 1, 2)
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+UTC = dt.timezone.utc
+PLUS2 = dt.timezone(dt.timedelta(hours=2))
+
+
+@pytest.fixture
+def builder() -> Client:
+    return Client(WRITE_KEY, send=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("text", "text"),
+        (7, 7),
+        (2.5, 2.5),
+        (True, True),
+        (None, None),
+        (Decimal("12345678901234567890.123456789"), "12345678901234567890.123456789"),
+        (Decimal("1.10"), "1.10"),
+        (dt.datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), "2024-01-02T03:04:05.678+00:00"),
+        (dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=PLUS2), "2024-01-02T03:04:05.000+02:00"),
+        (dt.datetime(2024, 1, 2, 3, 4, 5), "2024-01-02T03:04:05.000+00:00"),
+        (dt.date(2024, 1, 2), "2024-01-02"),
+        (dt.time(13, 14, 15), "13:14:15"),
+        (dt.time(13, 14, 15, 16), "13:14:15.000016"),
+        (uuid.UUID("12345678-1234-5678-1234-567812345678"), "12345678-1234-5678-1234-567812345678"),
+        (Color.RED, "red"),
+        (Color.NESTED, "2024-01-02"),
+        (Level.HIGH, 3),
+        ((1, 2), [1, 2]),
+        ([1, (2, 3)], [1, [2, 3]]),
+        ({3}, [3]),
+        (frozenset({"a"}), ["a"]),
+        ("é".encode(), "é"),
+        ({1: "a", 2.5: "b"}, {"1": "a", "2.5": "b"}),
+        ({False: "c"}, {"false": "c"}),
+        ({"nested": {"d": Decimal("1")}}, {"nested": {"d": "1"}}),
+    ],
+)
+def test_value_table(fake_segment: FakeSegment, value: object, sent: object) -> None:
+    """Each row of the value table arrives on the wire as SPEC.md says, and msg shows the same."""
+    with Client(WRITE_KEY, host=fake_segment.url) as client:
+        _, msg = client.track("u", "E", {"v": value})
+    assert msg["properties"]["v"] == sent
+    assert fake_segment.messages[0]["properties"]["v"] == sent
+
+
+@pytest.mark.parametrize(
+    ("properties", "path"),
+    [
+        ({"price": float("nan")}, "properties.price"),
+        ({"items": [1, 2, {"price": float("inf")}]}, "properties.items[2].price"),
+        ({"a": {"b": -float("inf")}}, "properties.a.b"),
+        ({"obj": object()}, "properties.obj"),
+        ({"deep": [[{"x": {1, object}}]]}, "properties.deep[0][0].x"),
+        ({"d": Decimal("NaN")}, "properties.d"),
+        ({"b": b"\xff\xfe"}, "properties.b"),
+        ({(1, 2): "tuple key"}, "properties[(1, 2)]"),
+        ({None: "none key"}, "properties[None]"),
+        ({1: "a", "1": "b"}, "properties[1]"),
+        ({"s": "\ud800"}, "properties.s"),
+    ],
+)
+def test_bad_values_name_their_path(builder: Client, properties: dict, path: str) -> None:
+    """A value with no JSON form raises ValidationError naming its path; nothing is sent."""
+    with pytest.raises(ValidationError) as info:
+        builder.track("u", "E", properties)
+    assert info.value.field.replace("message.", "").startswith(path) or info.value.field == path
+    assert path in str(info.value) or info.value.field in str(info.value)
+    assert isinstance(info.value, AssertionError)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("call", "kwargs", "field"),
+    [
+        ("track", {"event": "E"}, "user_id"),
+        ("track", {"user_id": "", "event": "E"}, "user_id"),
+        ("track", {"user_id": "u"}, "event"),
+        ("track", {"user_id": "u", "event": ""}, "event"),
+        ("track", {"user_id": "u", "event": 5}, "event"),
+        ("track", {"user_id": "u", "event": "E", "properties": ["x"]}, "properties"),
+        ("track", {"user_id": "u", "event": "E", "context": "x"}, "context"),
+        ("track", {"user_id": "u", "event": "E", "integrations": 1}, "integrations"),
+        ("track", {"user_id": "u", "event": "E", "timestamp": "2024-01-01"}, "timestamp"),
+        ("track", {"user_id": "u", "event": "E", "message_id": "x" * 100}, "message_id"),
+        ("track", {"user_id": True, "event": "E"}, "user_id"),
+        ("track", {"user_id": ["u"], "event": "E"}, "user_id"),
+        ("track", {"anonymous_id": {"a": 1}, "event": "E"}, "anonymous_id"),
+        ("identify", {"user_id": "u", "traits": "x"}, "traits"),
+        ("group", {"user_id": "u"}, "group_id"),
+        ("group", {"user_id": "u", "group_id": "g", "traits": 3}, "traits"),
+        ("alias", {"user_id": "u"}, "previous_id"),
+        ("alias", {"previous_id": "p"}, "user_id"),
+        ("page", {"user_id": "u", "name": 3}, "name"),
+        ("screen", {"user_id": "u", "category": ["c"]}, "category"),
+    ],
+)
+def test_argument_errors_name_the_field(fake_segment: FakeSegment, call: str, kwargs: dict, field: str) -> None:
+    """Bad arguments raise ValidationError (an AssertionError) naming the argument, before any I/O."""
+    client = Client(WRITE_KEY, host=fake_segment.url)
+    with pytest.raises(ValidationError) as info:
+        getattr(client, call)(**kwargs)
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert fake_segment.requests == []
+
+
+def test_message_over_32kb_is_refused_before_sending(fake_segment: FakeSegment) -> None:
+    """A message over 32,768 serialized bytes raises MessageTooLargeError (a RuntimeError) and sends nothing."""
+    client = Client(WRITE_KEY, host=fake_segment.url)
+    with pytest.raises(MessageTooLargeError) as info:
+        client.track("u", "E", {"blob": "x" * 33_000})
+    error = info.value
+    assert isinstance(error, RuntimeError)
+    assert error.limit == 32_768
+    assert error.size > 32_768
+    assert str(error.size) in str(error)
+    assert fake_segment.requests == []
+
+
+def test_size_limit_is_measured_on_the_utf8_bytes(builder: Client) -> None:
+    """The limit counts bytes, not characters: 3-byte characters reach it sooner."""
+    _, small = builder.track("u", "E", {"s": "x"})
+    base = len(json.dumps(small, separators=(",", ":")).encode()) - 1
+    room = 32_768 - base
+    builder.track("u", "E", {"s": "x" * room}, message_id=small["messageId"], timestamp=dt.datetime.now(UTC))
+    with pytest.raises(MessageTooLargeError):
+        builder.track("u", "E", {"s": "€" * (room // 3 + 1)}, message_id=small["messageId"])
+
+
+def test_inputs_are_never_mutated(builder: Client) -> None:
+    """Every dict and list the caller passes is left exactly as it was."""
+    properties = {"items": [{"price": Decimal("1.5"), "tags": ("a", "b")}], "when": dt.datetime(2024, 1, 1)}
+    context = {"ip": "1.2.3.4", "app": {"name": "x"}}
+    integrations = {"All": True}
+    before = copy.deepcopy((properties, context, integrations))
+    _, msg = builder.track("u", "E", properties, context, None, None, integrations)
+    assert (properties, context, integrations) == before
+    msg["properties"]["items"][0]["price"] = "changed"
+    msg["context"]["app"]["name"] = "changed"
+    assert (properties, context, integrations) == before
+
+
+def test_message_shares_no_containers_with_caller(builder: Client) -> None:
+    """The returned msg holds copies, so later changes on either side do not leak across."""
+    properties = {"list": [1], "dict": {"a": 1}}
+    _, msg = builder.track("u", "E", properties)
+    properties["list"].append(2)
+    properties["dict"]["b"] = 2
+    assert msg["properties"] == {"list": [1], "dict": {"a": 1}}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_plain_json_properties_round_trip(properties: dict) -> None:
+    """Any plain JSON properties are sent unchanged, and msg equals its own serialized form."""
+    client = Client(WRITE_KEY, send=False)
+    before = copy.deepcopy(properties)
+    _, msg = client.track("u", "E", properties)
+    assert properties == before
+    assert msg["properties"] == properties
+    assert json.loads(json.dumps(msg)) == msg
+
+
+def test_module_level_validation_matches_client() -> None:
+    """Module functions raise the same validation errors as a client."""
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.send = False
+    with pytest.raises(ValidationError):
+        simple_segment.track("u")
