@@ -20,7 +20,6 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Callable, Union
 
 import requests
@@ -129,6 +128,7 @@ class Transport:
             self._headers["Content-Encoding"] = "gzip"
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
+        self._adapter: HTTPAdapter | None = None
         # Proxy and CA-bundle environment variables are read here, once, not per request.
         settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
         self._proxies: dict[str, str] = settings["proxies"]
@@ -140,32 +140,27 @@ class Transport:
 
     # -- sessions -------------------------------------------------------------------
 
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # the environment was read once, in __init__
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        session.headers.clear()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size, max_retries=Retry(0, read=False))
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
-
-    def _get_session(self) -> requests.Session:
-        session = self._session
-        if session is None:
+    def _get_adapter(self) -> HTTPAdapter:
+        adapter = self._adapter
+        if adapter is None:
             with self._lock:
-                session = self._session
-                if session is None:
-                    session = self._session = self._new_session()
-        return session
+                adapter = self._adapter
+                if adapter is None:
+                    session = requests.Session()
+                    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size, max_retries=Retry(0, read=False))
+                    session.mount("https://", adapter)
+                    session.mount("http://", adapter)
+                    self._session, self._adapter = session, adapter
+        return adapter
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._session = None  # the parent's sockets are left alone, not closed
+        self._session = self._adapter = None  # the parent's sockets are left alone, not closed
 
     def close(self) -> None:
         """Close pooled connections; a later post() opens new ones."""
-        session, self._session = self._session, None
+        with self._lock:
+            session, self._session, self._adapter = self._session, None, None
         if session is not None:
             session.close()
 
@@ -235,14 +230,15 @@ class Transport:
         request.headers = requests.structures.CaseInsensitiveDict(headers)
         request.headers["Content-Length"] = str(len(body))
         request.body = body
-        return self._get_session().send(
+        # The session's adapter sends directly: no cookies, no redirects, no per-request
+        # environment look-ups (proxies and CA bundle were resolved in __init__).
+        return self._get_adapter().send(
             request,
+            stream=True,
             timeout=(min(self._connect_timeout, remaining), min(self._read_timeout, remaining)),
-            proxies=self._proxies,
             verify=self._verify,
             cert=None,
-            stream=True,
-            allow_redirects=False,
+            proxies=self._proxies,
         )
 
 

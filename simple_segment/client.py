@@ -168,7 +168,7 @@ class Client(Calls):
         self.verify = verify
         self._write_key = write_key
         self._envelope = Envelope(write_key)
-        self._transport_options: dict[str, Any] = {
+        transport_options: dict[str, Any] = {
             "timeout": self.timeout,
             "total_timeout": self.total_timeout,
             "max_retries": self.max_retries,
@@ -179,7 +179,8 @@ class Client(Calls):
             "proxies": proxies,
             "verify": verify,
         }
-        self._transport_instance: Transport | None = None
+        # Made now, so proxy and CA variables are read when the client is (documented).
+        self._transport = Transport(self.url, write_key, user_agent=f"simple_segment/{VERSION}", **transport_options)
         if oauth_client_id or oauth_client_key or oauth_key_id:
             log.warning("OAuth is not supported by simple_segment; sending with the write key (Basic auth)")
         if log_handler is not None and log_handler not in log.handlers:
@@ -196,15 +197,6 @@ class Client(Calls):
 
     def __repr__(self) -> str:
         return f"<simple_segment.Client host={self.host!r} send={self.send}>"
-
-    @property
-    def _transport(self) -> Transport:
-        transport = self._transport_instance
-        if transport is None:
-            transport = self._transport_instance = Transport(
-                self.url, self._write_key, user_agent=f"simple_segment/{VERSION}", **self._transport_options
-            )
-        return transport
 
     # -- sending --------------------------------------------------------------------
 
@@ -262,12 +254,10 @@ class Client(Calls):
 
     def close(self) -> None:
         """Close pooled connections.  The client stays usable and reconnects on use."""
-        transport = self._transport_instance
-        if transport is not None:
-            try:
-                transport.close()
-            except Exception:  # noqa: BLE001 - closing must never fail the caller
-                log.debug("error while closing connections", exc_info=True)
+        try:
+            self._transport.close()
+        except Exception:  # noqa: BLE001 - closing must never fail the caller
+            log.debug("error while closing connections", exc_info=True)
 
     def __enter__(self) -> Client:
         return self

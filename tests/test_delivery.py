@@ -1,0 +1,364 @@
+"""Delivery: retries inside the call, errors at the call site, forks, threads, gzip, proxies."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import pickle
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from simple_segment import (
+    APIError,
+    Client,
+    DeliveryError,
+    RateLimitError,
+    RetryableError,
+    ServerError,
+    TransportError,
+)
+from simple_segment.testing import FakeSegment
+
+from conftest import WRITE_KEY, body_of
+
+
+def quick_client(server: FakeSegment, **options: Any) -> Client:
+    settings: dict[str, Any] = {"timeout": 2, "total_timeout": 8, "backoff_factor": 0.01, **options}
+    return Client(WRITE_KEY, host=server.url, **settings)
+
+
+def test_retries_until_delivered_with_same_message_id(fake_segment: FakeSegment) -> None:
+    """500, 500, 200: three attempts, one delivery, one messageId, three sentAt, X-Retry-Count 1 and 2."""
+    fake_segment.respond_with(500, times=2)
+    with quick_client(fake_segment) as client:
+        ok, msg = client.track("u", "E")
+    assert ok is True
+    attempts = fake_segment.requests
+    assert [r.status for r in attempts] == [500, 500, 200]
+    bodies = [body_of(r) for r in attempts]
+    assert {b["batch"][0]["messageId"] for b in bodies} == {msg["messageId"]}
+    assert len({b["sentAt"] for b in bodies}) == 3
+    assert [r.headers.get("x-retry-count") for r in attempts] == [None, "1", "2"]
+    assert fake_segment.messages == [msg]
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
+def test_retryable_statuses_are_retried(fake_segment: FakeSegment, status: int) -> None:
+    """408, 429 and 5xx other than 501/505 are tried again."""
+    fake_segment.respond_with(status)
+    with quick_client(fake_segment) as client:
+        assert client.track("u", "E")[0] is True
+    assert [r.status for r in fake_segment.requests] == [status, 200]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422, 501, 505])
+def test_permanent_statuses_are_not_retried(fake_segment: FakeSegment, status: int) -> None:
+    """Other 4xx, 501 and 505 fail after one attempt with an APIError that is not retryable."""
+    fake_segment.respond_with(status, body={"success": False, "message": "nope", "code": "bad"}, times=3)
+    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
+        client.track("u", "E")
+    error = info.value
+    assert len(fake_segment.requests) == 1
+    assert error.status == status
+    assert (error.code, error.message) == ("bad", "nope")
+    assert str(error) == f"[Segment] bad: nope ({status})"
+    assert error.attempts == 1
+    assert not isinstance(error, RetryableError)
+    assert error.retryable is False
+
+
+def test_400_body_message_without_code(fake_segment: FakeSegment) -> None:
+    """Segment's 400 often has a message and no code: the error says 'unknown' and keeps the message."""
+    fake_segment.respond_with(400, body={"success": False, "message": "Invalid JSON"})
+    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
+        client.track("u", "E")
+    assert str(info.value) == "[Segment] unknown: Invalid JSON (400)"
+    assert info.value.messages[0]["event"] == "E"
+
+
+def test_non_json_error_body(fake_segment: FakeSegment) -> None:
+    """A text error body becomes the message."""
+    fake_segment.respond_with(403, body="Forbidden by proxy")
+    with quick_client(fake_segment) as client, pytest.raises(APIError, match="Forbidden by proxy"):
+        client.track("u", "E")
+
+
+def test_error_body_read_is_bounded(fake_segment: FakeSegment) -> None:
+    """At most 64 KB of an error body is kept."""
+    fake_segment.respond_with(400, body="x" * 300_000)
+    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
+        client.track("u", "E")
+    assert len(info.value.message) == 65_536
+
+
+def test_gives_up_after_max_retries(fake_segment: FakeSegment) -> None:
+    """max_retries bounds the attempts; the last status is raised as a retryable ServerError."""
+    fake_segment.respond_with(503, times=10)
+    with quick_client(fake_segment, max_retries=2) as client, pytest.raises(ServerError) as info:
+        client.track("u", "E")
+    assert len(fake_segment.requests) == 3
+    assert info.value.attempts == 3
+    assert info.value.status == 503
+    assert isinstance(info.value, RetryableError)
+    assert fake_segment.messages == []
+
+
+def test_max_retries_zero_means_one_attempt(fake_segment: FakeSegment) -> None:
+    """With max_retries=0 a failure is raised after the first attempt."""
+    fake_segment.respond_with(500, times=2)
+    with quick_client(fake_segment, max_retries=0) as client, pytest.raises(ServerError):
+        client.track("u", "E")
+    assert len(fake_segment.requests) == 1
+
+
+def test_retry_after_seconds_is_honoured(fake_segment: FakeSegment) -> None:
+    """429 with Retry-After: 1 waits about a second before the next attempt."""
+    fake_segment.respond_with(429, headers={"Retry-After": "1"})
+    with quick_client(fake_segment) as client:
+        assert client.track("u", "E")[0] is True
+    first, second = fake_segment.requests
+    assert second.received_at - first.received_at >= 0.9
+
+
+def test_retry_after_http_date_is_honoured(fake_segment: FakeSegment) -> None:
+    """Retry-After as an HTTP-date is understood too."""
+    from email.utils import formatdate
+
+    fake_segment.respond_with(503, headers={"Retry-After": formatdate(time.time() + 2, usegmt=True)})
+    with quick_client(fake_segment) as client:
+        assert client.track("u", "E")[0] is True
+    first, second = fake_segment.requests
+    assert second.received_at - first.received_at >= 0.5
+
+
+def test_retry_after_beyond_budget_gives_up_at_once(fake_segment: FakeSegment) -> None:
+    """A Retry-After longer than the time budget raises RateLimitError without waiting."""
+    fake_segment.respond_with(429, headers={"Retry-After": "30"}, body={"message": "slow down"}, times=3)
+    started = time.monotonic()
+    with quick_client(fake_segment, total_timeout=3) as client, pytest.raises(RateLimitError) as info:
+        client.track("u", "E")
+    assert time.monotonic() - started < 2.5
+    assert info.value.retry_after == 30
+    assert info.value.status == 429
+    assert isinstance(info.value, RetryableError)
+    assert len(fake_segment.requests) == 1
+
+
+def test_dropped_connection_is_retried(fake_segment: FakeSegment) -> None:
+    """A connection closed without an answer is retried, and the message arrives once."""
+    fake_segment.respond_with(drop=True)
+    with quick_client(fake_segment) as client:
+        ok, msg = client.track("u", "E")
+    assert ok is True
+    assert [r.status for r in fake_segment.requests] == [0, 200]
+    assert fake_segment.messages == [msg]
+
+
+def test_silent_server_ends_within_budget(fake_segment: FakeSegment) -> None:
+    """A server that never answers yields a TransportError within the total time budget."""
+    fake_segment.respond_with(delay=30, times=20)
+    started = time.monotonic()
+    with quick_client(fake_segment, timeout=0.3, total_timeout=1.5) as client, pytest.raises(TransportError) as info:
+        client.track("u", "E")
+    elapsed = time.monotonic() - started
+    assert elapsed < 4
+    assert info.value.attempts >= 2
+    assert info.value.__cause__ is not None
+    assert info.value.messages[0]["event"] == "E"
+
+
+def test_connection_refused_is_a_transport_error() -> None:
+    """Nothing listening: TransportError chaining the requests exception, after retries."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = Client(WRITE_KEY, host=f"http://127.0.0.1:{port}", max_retries=2, backoff_factor=0.01, timeout=1)
+    with pytest.raises(TransportError) as info:
+        client.track("u", "E")
+    assert info.value.attempts == 3
+    import requests
+
+    assert isinstance(info.value.__cause__, requests.ConnectionError)
+    assert WRITE_KEY not in str(info.value)
+
+
+def test_redirect_is_not_followed(fake_segment: FakeSegment) -> None:
+    """A 3xx is an APIError, not followed and not retried."""
+    fake_segment.respond_with(307, headers={"Location": "http://127.0.0.1:9/v1/batch"})
+    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
+        client.track("u", "E")
+    assert info.value.status == 307
+    assert info.value.code == "redirect"
+    assert len(fake_segment.requests) == 1
+
+
+def test_on_error_is_called_instead_of_raising(fake_segment: FakeSegment) -> None:
+    """With on_error, a failure calls on_error(exception, messages) and the call returns (False, msg)."""
+    calls: list[tuple[Exception, list[dict]]] = []
+    fake_segment.respond_with(400)
+    with quick_client(fake_segment, on_error=lambda exc, msgs: calls.append((exc, msgs))) as client:
+        ok, msg = client.track("u", "E")
+    assert ok is False
+    assert len(calls) == 1
+    error, messages = calls[0]
+    assert isinstance(error, APIError)
+    assert messages == [msg]
+
+
+def test_exception_from_on_error_propagates(fake_segment: FakeSegment) -> None:
+    """An exception raised by on_error itself reaches the caller."""
+
+    def on_error(exc: Exception, messages: list) -> None:
+        raise KeyError("from on_error")
+
+    fake_segment.respond_with(400)
+    with quick_client(fake_segment, on_error=on_error) as client, pytest.raises(KeyError, match="from on_error"):
+        client.track("u", "E")
+
+
+def test_gzip_body(fake_segment: FakeSegment) -> None:
+    """gzip=True sends Content-Encoding: gzip and bytes that decode to the same JSON."""
+    with quick_client(fake_segment, gzip=True) as client:
+        _, msg = client.track("u", "E", {"text": "hello " * 200})
+    request = fake_segment.requests[0]
+    assert request.headers["content-encoding"] == "gzip"
+    decoded = json.loads(gzip.decompress(request.body))
+    assert decoded["batch"] == [msg]
+    assert len(request.body) < len(json.dumps(decoded))
+
+
+def test_explicit_proxy_reaches_the_wire(fake_segment: FakeSegment) -> None:
+    """proxies={'http': ...} sends the request to the proxy with the absolute URL as target."""
+    client = quick_client(fake_segment, proxies={"http": fake_segment.url})
+    client.host = "unused"
+    with Client(WRITE_KEY, host="http://segment.invalid", proxies={"http": fake_segment.url}, timeout=2) as client:
+        client.track("u", "E")
+    (request,) = fake_segment.requests
+    assert request.path == "http://segment.invalid/v1/batch"
+
+
+def test_environment_proxy_is_read_at_construction(fake_segment: FakeSegment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY set when the client is made is used; NO_PROXY is respected."""
+    monkeypatch.setenv("HTTP_PROXY", fake_segment.url)
+    with Client(WRITE_KEY, host="http://segment.invalid", timeout=2) as client:
+        monkeypatch.delenv("HTTP_PROXY")
+        client.track("u", "E")
+    assert fake_segment.requests[0].path == "http://segment.invalid/v1/batch"
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with quick_client(fake_segment) as client:
+        client.track("u", "E")
+    assert fake_segment.requests[1].path == "/v1/batch"
+
+
+def test_timeout_pair_is_accepted(fake_segment: FakeSegment) -> None:
+    """timeout may be a (connect, read) pair."""
+    fake_segment.respond_with(delay=2, times=5)
+    with quick_client(fake_segment, timeout=(1, 0.2), total_timeout=1, max_retries=0) as client:
+        with pytest.raises(TransportError):
+            client.track("u", "E")
+
+
+def test_threads_share_one_client(fake_segment: FakeSegment) -> None:
+    """One client used by 8 threads delivers every message exactly once."""
+    client = quick_client(fake_segment)
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        for i in range(25):
+            _, msg = client.track(f"user-{n}", "E", {"i": i})
+            with lock:
+                sent.append(msg["messageId"])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    client.close()
+    received = [m["messageId"] for m in fake_segment.messages]
+    assert len(sent) == 200
+    assert sorted(received) == sorted(sent)
+    assert len(set(received)) == 200
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_client_survives_fork(fake_segment: FakeSegment) -> None:
+    """A client made before fork() sends from parent and child over separate connections."""
+    client = quick_client(fake_segment)
+    client.track("parent", "Before Fork")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            client.track("child", "In Child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    client.track("parent", "After Fork")
+    client.close()
+    events = [(m["userId"], m["event"]) for m in fake_segment.messages]
+    assert sorted(events) == sorted([("parent", "Before Fork"), ("child", "In Child"), ("parent", "After Fork")])
+
+
+def test_errors_pickle_round_trip(fake_segment: FakeSegment) -> None:
+    """Delivery errors raised for real survive pickle with their attributes (Celery stores them)."""
+    fake_segment.respond_with(429, headers={"Retry-After": "60"}, body={"message": "slow", "code": "rate"})
+    with quick_client(fake_segment, total_timeout=1) as client, pytest.raises(RateLimitError) as info:
+        client.track("u", "E")
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is RateLimitError
+    assert (copy.status, copy.code, copy.message, copy.retry_after) == (429, "rate", "slow", 60)
+    assert copy.messages == info.value.messages
+    assert copy.response is None
+    assert str(copy) == str(info.value)
+
+
+def test_write_key_never_logged(fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture) -> None:
+    """At DEBUG, log records show payloads but never the write key."""
+    secret = "sk_live_very_secret"
+    fake_segment.respond_with(500)
+    with caplog.at_level(logging.DEBUG):
+        with Client(secret, host=fake_segment.url, backoff_factor=0.01) as client:
+            client.track("u", "E", {"p": 1})
+        fake_segment.respond_with(400, body={"message": "bad"})
+        with Client(secret, host=fake_segment.url) as client, pytest.raises(DeliveryError) as info:
+            client.track("u", "E")
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert '"p"' in text or "'p'" in text
+    assert secret not in text
+    assert secret not in str(info.value)
+    assert secret not in repr(info.value)
+    simple_records = [r for r in caplog.records if r.name == "simple_segment" and r.levelno < logging.WARNING]
+    assert simple_records, "payloads are logged at DEBUG"
+    assert all("sending" not in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+
+
+def test_debug_and_log_handler(fake_segment: FakeSegment) -> None:
+    """debug=True sets the 'simple_segment' logger to DEBUG; log_handler receives its records."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect()
+    logger = logging.getLogger("simple_segment")
+    level = logger.level
+    try:
+        with quick_client(fake_segment, debug=True, log_handler=handler) as client:
+            client.track("u", "E")
+        assert logger.level == logging.DEBUG
+        assert any("sending" in r.getMessage() for r in records)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
