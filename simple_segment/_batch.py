@@ -73,7 +73,7 @@ class Batch(Calls):
             f" requests_sent={self.requests_sent} bytes_sent={self.bytes_sent}>"
         )
 
-    def __enter__(self) -> Batch:
+    def __enter__(self) -> Batch:  # noqa: PYI034 - Self needs Python 3.11
         with self._lock:
             if self._open:
                 msg = "this batch is already open; make a new one with client.batch()"

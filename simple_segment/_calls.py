@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime as dt
 from typing import Any
 
 from . import _messages
@@ -25,7 +25,7 @@ class Calls:
         user_id: str | int | None = None,
         traits: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
-        timestamp: _dt.datetime | None = None,
+        timestamp: dt.datetime | None = None,
         anonymous_id: str | int | None = None,
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,
@@ -47,7 +47,7 @@ class Calls:
         event: str | None = None,
         properties: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
-        timestamp: _dt.datetime | None = None,
+        timestamp: dt.datetime | None = None,
         anonymous_id: str | int | None = None,
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,
@@ -65,7 +65,7 @@ class Calls:
         previous_id: str | int | None = None,
         user_id: str | int | None = None,
         context: dict[str, Any] | None = None,
-        timestamp: _dt.datetime | None = None,
+        timestamp: dt.datetime | None = None,
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,
     ) -> Result:
@@ -81,7 +81,7 @@ class Calls:
         group_id: str | int | None = None,
         traits: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
-        timestamp: _dt.datetime | None = None,
+        timestamp: dt.datetime | None = None,
         anonymous_id: str | int | None = None,
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,
@@ -101,7 +101,7 @@ class Calls:
         name: str | None = None,
         properties: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
-        timestamp: _dt.datetime | None = None,
+        timestamp: dt.datetime | None = None,
         anonymous_id: str | int | None = None,
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,
@@ -123,7 +123,7 @@ class Calls:
         name: str | None = None,
         properties: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
-        timestamp: _dt.datetime | None = None,
+        timestamp: dt.datetime | None = None,
         anonymous_id: str | int | None = None,
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,

@@ -9,7 +9,7 @@ of serialization limits, batching or HTTP.
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime as dt
 import os
 from collections.abc import Mapping
 from decimal import Decimal
@@ -42,9 +42,9 @@ def new_message_id() -> str:
 
 
 def _id(value: object, field: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
     kind = type(value)
-    if kind is str or value is None:
-        return value  # type: ignore[return-value]  # narrowed by the type test above
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal, UUID)):
         raise ValidationError(field, f"must be a str or a number, not {kind.__name__}")
     if isinstance(value, float) and value - value != 0.0:
@@ -69,10 +69,8 @@ def _mapping(value: object, field: str) -> dict[str, Any]:
 
 
 def _optional_str(value: object, field: str) -> str | None:
-    if value is None or type(value) is str:
-        return value  # type: ignore[return-value]  # narrowed by the type test above
-    if isinstance(value, str):
-        return str(value)
+    if value is None or isinstance(value, str):
+        return value if value is None or type(value) is str else str(value)
     raise ValidationError(field, f"must be a str, not {type(value).__name__}")
 
 
@@ -94,7 +92,7 @@ def _common(  # noqa: PLR0913 - the fields every call shares
 
     if timestamp is None:
         stamp = now_iso()
-    elif isinstance(timestamp, _dt.datetime):
+    elif isinstance(timestamp, dt.datetime):
         stamp = format_datetime(timestamp)
     else:
         raise ValidationError("timestamp", f"must be a datetime, not {type(timestamp).__name__}")

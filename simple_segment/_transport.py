@@ -19,8 +19,9 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -31,7 +32,7 @@ from .errors import APIError, DeliveryError, RateLimitError, ServerError, Transp
 
 log = logging.getLogger("simple_segment")
 
-Timeout = Union[float, tuple[float, float]]
+Timeout = float | tuple[float, float]
 """Seconds for one attempt: one number, or a (connect, read) pair."""
 
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
@@ -131,8 +132,8 @@ class Transport:
         self._adapter: HTTPAdapter | None = None
         # Proxy and CA-bundle environment variables are read here, once, not per request.
         settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
-        self._proxies: dict[str, str] = settings["proxies"]
-        self._verify: bool | str = settings["verify"]
+        self._proxies: dict[str, str] = dict(settings["proxies"])
+        self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -147,7 +148,9 @@ class Transport:
                 adapter = self._adapter
                 if adapter is None:
                     session = requests.Session()
-                    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size, max_retries=Retry(0, read=False))
+                    adapter = HTTPAdapter(
+                        pool_connections=1, pool_maxsize=self._pool_size, max_retries=Retry(0, read=False)
+                    )
                     session.mount("https://", adapter)
                     session.mount("http://", adapter)
                     self._session, self._adapter = session, adapter
@@ -166,7 +169,7 @@ class Transport:
 
     # -- delivery -------------------------------------------------------------------
 
-    def post(self, render: Callable[[], bytes]) -> Delivered:  # noqa: C901 - the retry loop, kept in one piece
+    def post(self, render: Callable[[], bytes]) -> Delivered:
         """POST ``render()`` until it is accepted, retries run out or the budget ends.
 
         ``render`` is called once per attempt.  Raises :class:`TransportError` when
@@ -284,7 +287,8 @@ def _api_error(response: requests.Response, text: bytes, attempts: int) -> APIEr
         message = str(payload.get("message") or message)
     if 300 <= status < 400:  # noqa: PLR2004 - redirects are not followed for a POST
         code = "redirect"
-        message = f"{response.reason or 'redirect'} to {response.headers.get('Location', '?')} (redirects are not followed)"
+        location = response.headers.get("Location", "?")
+        message = f"{response.reason or 'redirect'} to {location} (redirects are not followed)"
     headers = dict(response.headers)
     if status == 429:  # noqa: PLR2004 - rate limited
         retry_after = _retry_after(_Policy(), response.raw)

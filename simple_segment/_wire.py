@@ -11,13 +11,13 @@ retry re-renders only the envelope (a fresh ``sentAt``).
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 from .errors import MessageTooLargeError, ValidationError
@@ -29,24 +29,24 @@ MAX_REQUEST_BYTES = 500_000
 MAX_REQUEST_MESSAGES = 2_500
 """Most messages in one request (over that Segment answers 200 and drops events)."""
 
-_UTC = _dt.timezone.utc
+_UTC = dt.timezone.utc
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False)
 _encode: Callable[[Any], str] = _ENCODER.encode
 
 
 def now_iso() -> str:
     """Return the current UTC time as ISO-8601 with milliseconds and offset."""
-    return _dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
+    return dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
 
 
-def format_datetime(value: _dt.datetime) -> str:
+def format_datetime(value: dt.datetime) -> str:
     """Format a datetime as ISO-8601 with milliseconds; a naive one is taken as UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=_UTC)
     return value.isoformat(timespec="milliseconds")
 
 
-class _Invalid(Exception):
+class _InvalidValueError(Exception):
     """A value with no JSON form; :func:`to_json_value` finds its path afterwards."""
 
     def __init__(self, reason: str, key: object = None) -> None:
@@ -64,7 +64,7 @@ def to_json_value(value: Any, path: str) -> Any:  # noqa: ANN401 - any caller va
     """
     try:
         return _convert(value)
-    except _Invalid:
+    except _InvalidValueError:
         _locate(value, path)
         raise  # pragma: no cover - _locate always raises for a value _convert rejects
 
@@ -78,7 +78,7 @@ def _locate(value: Any, path: str) -> None:  # noqa: ANN401 - any caller value
             try:
                 if type(key) is not str:
                     _json_key(key, value)
-            except _Invalid as bad:
+            except _InvalidValueError as bad:  # noqa: PERF203 - runs only to report an error
                 raise ValidationError(f"{path}[{key!r}]", bad.reason) from None
         items = ((f"{path}.{key}", item) for key, item in value.items())
     elif isinstance(value, (list, tuple, set, frozenset)) and not isinstance(value, Enum):
@@ -88,11 +88,11 @@ def _locate(value: Any, path: str) -> None:  # noqa: ANN401 - any caller value
     for item_path, item in items:
         try:
             _convert(item)
-        except _Invalid:
+        except _InvalidValueError:  # noqa: PERF203 - runs only to report an error
             _locate(item, item_path)
     try:
         _convert(value)
-    except _Invalid as bad:
+    except _InvalidValueError as bad:
         raise ValidationError(path, bad.reason) from None
 
 
@@ -102,7 +102,7 @@ def _convert(value: Any) -> Any:  # noqa: ANN401 - any caller value
         return value
     if kind is float:
         if value - value != 0.0:  # NaN and both infinities; faster than math.isfinite here
-            raise _Invalid(f"{value!r} is not a valid JSON number")
+            raise _InvalidValueError(f"{value!r} is not a valid JSON number")
         return value
     if kind is dict:
         return {(key if type(key) is str else _json_key(key, value)): _convert(item) for key, item in value.items()}
@@ -111,7 +111,7 @@ def _convert(value: Any) -> Any:  # noqa: ANN401 - any caller value
     return _convert_other(value)
 
 
-def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911 - one branch per row of the table
+def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 - one branch per row of the table
     if isinstance(value, Enum):
         return _convert(value.value)
     if isinstance(value, bool):
@@ -122,13 +122,13 @@ def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911 - one bran
         return _convert(float(value))
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, _dt.datetime):
+    if isinstance(value, dt.datetime):
         return format_datetime(value)
-    if isinstance(value, (_dt.date, _dt.time)):
+    if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise _Invalid(f"Decimal {value} is not a finite number")
+            raise _InvalidValueError(f"Decimal {value} is not a finite number")
         return str(value)
     if isinstance(value, UUID):
         return str(value)
@@ -136,12 +136,12 @@ def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911 - one bran
         try:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            raise _Invalid("bytes are not valid UTF-8") from None
+            raise _InvalidValueError("bytes are not valid UTF-8") from None
     if isinstance(value, Mapping):
         return _convert(dict(value))
     if isinstance(value, (set, frozenset, list, tuple)):
         return [_convert(item) for item in value]
-    raise _Invalid(f"{type(value).__name__} is not JSON serializable")
+    raise _InvalidValueError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - any dict key
@@ -151,12 +151,12 @@ def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - an
         return str(key)
     if isinstance(key, (bool, int, float)) and not isinstance(key, Enum):
         if isinstance(key, float) and not math.isfinite(key):
-            raise _Invalid("a dict key must be a finite number")
+            raise _InvalidValueError("a dict key must be a finite number")
         text = _encode(key)
     else:
-        raise _Invalid(f"dict keys must be str, int, float or bool, not {type(key).__name__}")
+        raise _InvalidValueError(f"dict keys must be str, int, float or bool, not {type(key).__name__}")
     if text in mapping:
-        raise _Invalid(f"key {key!r} collides with key {text!r} once made a string")
+        raise _InvalidValueError(f"key {key!r} collides with key {text!r} once made a string")
     return text
 
 
@@ -169,7 +169,8 @@ def encode_message(message: dict[str, Any]) -> bytes:
     try:
         data = _encode(message).encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValidationError(_find_surrogate(message, "message"), "text is not valid Unicode (lone surrogate)") from exc
+        path = _find_surrogate(message, "") or "message"
+        raise ValidationError(path, "text is not valid Unicode (lone surrogate)") from exc
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
     return data
@@ -183,7 +184,8 @@ def _find_surrogate(value: Any, path: str) -> str:  # noqa: ANN401 - any convert
             return path
     elif isinstance(value, dict):
         for key, item in value.items():
-            found = _find_surrogate(key, f"{path}[{key!r}]") or _find_surrogate(item, f"{path}.{key}")
+            here = f"{path}.{key}" if path else str(key)
+            found = _find_surrogate(key, f"{path}[{key!r}]") or _find_surrogate(item, here)
             if found:
                 return found
     elif isinstance(value, list):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._calls import Calls, Result
@@ -79,7 +80,7 @@ def _number(name: str, value: object, *, minimum: float = 0.0, integer: bool = F
     return value
 
 
-Timeout = Union[float, tuple[float, float]]
+Timeout = float | tuple[float, float]
 
 
 def _timeout(value: object) -> Timeout:
@@ -144,7 +145,7 @@ class Client(Calls):
         *,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
         backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
-        verify: bool | str = True,  # noqa: FBT001, FBT002 - mirrors requests
+        verify: bool | str = True,
         stub: bool = False,
     ) -> None:
         if not isinstance(write_key, str) or not write_key:
@@ -256,10 +257,10 @@ class Client(Calls):
         """Close pooled connections.  The client stays usable and reconnects on use."""
         try:
             self._transport.close()
-        except Exception:  # noqa: BLE001 - closing must never fail the caller
+        except Exception:
             log.debug("error while closing connections", exc_info=True)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Client:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -133,7 +133,7 @@ class APIError(DeliveryError):
         status: int,
         code: str,
         message: str,
-        response: Any = None,
+        response: Any = None,  # noqa: ANN401 - a requests.Response; errors import no HTTP library
         *,
         headers: dict[str, str] | None = None,
         messages: list[dict[str, Any]] | None = None,
@@ -169,7 +169,7 @@ class RateLimitError(APIError, RetryableError):
         status: int,
         code: str,
         message: str,
-        response: Any = None,
+        response: Any = None,  # noqa: ANN401 - a requests.Response; errors import no HTTP library
         *,
         retry_after: float | None = None,
         headers: dict[str, str] | None = None,
@@ -215,7 +215,7 @@ class BatchDeliveryError(DeliveryError):
     ) -> None:
         super().__init__(message, messages=unsent, attempts=attempts)
         self.sent = sent
-        self.retryable = retryable  # type: ignore[misc]  # instance value over the class default
+        self.retryable = retryable
 
     @property
     def unsent(self) -> list[dict[str, Any]]:

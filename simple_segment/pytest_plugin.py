@@ -30,14 +30,14 @@ TEST_WRITE_KEY = "test-write-key"
 
 @pytest.fixture
 def fake_segment() -> Iterator[FakeSegment]:
-    """A Segment-compatible server on 127.0.0.1, stopped after the test."""
+    """Run a Segment-compatible server on 127.0.0.1 for one test."""
     with FakeSegment() as server:
         yield server
 
 
 @pytest.fixture
 def segment_client(fake_segment: FakeSegment) -> Iterator[Client]:
-    """A Client sending to ``fake_segment``, closed after the test."""
+    """Give a Client that sends to ``fake_segment``; closed after the test."""
     with Client(TEST_WRITE_KEY, host=fake_segment.url, timeout=5, total_timeout=10, backoff_factor=0.01) as client:
         yield client
 

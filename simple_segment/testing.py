@@ -20,7 +20,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
 from . import client as _client_module
 from ._fakeserver import FakeSegment, RecordedRequest
 from ._messages import Message
@@ -46,15 +45,15 @@ class Captured:
             return list(self._messages)
 
     def by_type(self, type_: str) -> list[Message]:
-        """The recorded messages of one type (``"track"``, ``"identify"``...)."""
+        """Return the recorded messages of one type (``"track"``, ``"identify"``...)."""
         return [msg for msg in self.messages if msg.get("type") == type_]
 
     def by_event(self, event: str) -> list[Message]:
-        """The recorded track messages of one event name."""
+        """Return the recorded track messages of one event name."""
         return [msg for msg in self.messages if msg.get("event") == event]
 
     def by_message_id(self, message_id: str) -> Message | None:
-        """The recorded message with this messageId, or None."""
+        """Return the recorded message with this messageId, or None."""
         return next((msg for msg in self.messages if msg.get("messageId") == message_id), None)
 
     def clear(self) -> None:

@@ -16,6 +16,8 @@ import pytest
 import simple_segment
 from simple_segment.testing import FakeSegment
 
+pytest_plugins = ["pytester"]
+
 WRITE_KEY = "test-write-key"
 
 _ENV = (

@@ -8,12 +8,11 @@ import re
 import uuid
 
 import pytest
+from conftest import WRITE_KEY, basic_auth, body_of
 
 import simple_segment
 from simple_segment import Client
 from simple_segment.testing import FakeSegment
-
-from conftest import WRITE_KEY, basic_auth, body_of
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
 LIBRARY = {"name": "simple_segment", "version": simple_segment.VERSION}

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import WRITE_KEY, body_of
 
 from simple_segment import (
     APIError,
@@ -24,8 +25,6 @@ from simple_segment import (
     TransportError,
 )
 from simple_segment.testing import FakeSegment
-
-from conftest import WRITE_KEY, body_of
 
 
 def quick_client(server: FakeSegment, **options: Any) -> Client:

@@ -10,14 +10,13 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from conftest import WRITE_KEY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simple_segment
 from simple_segment import Client, MessageTooLargeError, ValidationError
 from simple_segment.testing import FakeSegment
-
-from conftest import WRITE_KEY
 
 
 class Color(enum.Enum):
@@ -65,7 +64,7 @@ def builder() -> Client:
         ("é".encode(), "é"),
         ({1: "a", 2.5: "b"}, {"1": "a", "2.5": "b"}),
         ({False: "c"}, {"false": "c"}),
-        ({"nested": {"d": Decimal("1")}}, {"nested": {"d": "1"}}),
+        ({"nested": {"d": Decimal(1)}}, {"nested": {"d": "1"}}),
     ],
 )
 def test_value_table(fake_segment: FakeSegment, value: object, sent: object) -> None:
@@ -83,7 +82,7 @@ def test_value_table(fake_segment: FakeSegment, value: object, sent: object) -> 
         ({"items": [1, 2, {"price": float("inf")}]}, "properties.items[2].price"),
         ({"a": {"b": -float("inf")}}, "properties.a.b"),
         ({"obj": object()}, "properties.obj"),
-        ({"deep": [[{"x": {1, object}}]]}, "properties.deep[0][0].x"),
+        ({"deep": [[{"x": [1, object]}]]}, "properties.deep[0][0].x[1]"),
         ({"d": Decimal("NaN")}, "properties.d"),
         ({"b": b"\xff\xfe"}, "properties.b"),
         ({(1, 2): "tuple key"}, "properties[(1, 2)]"),
@@ -96,8 +95,8 @@ def test_bad_values_name_their_path(builder: Client, properties: dict, path: str
     """A value with no JSON form raises ValidationError naming its path; nothing is sent."""
     with pytest.raises(ValidationError) as info:
         builder.track("u", "E", properties)
-    assert info.value.field.replace("message.", "").startswith(path) or info.value.field == path
-    assert path in str(info.value) or info.value.field in str(info.value)
+    assert info.value.field == path
+    assert str(info.value).startswith(f"{path}: ")
     assert isinstance(info.value, AssertionError)
     assert isinstance(info.value, ValueError)
 

@@ -1,0 +1,263 @@
+"""``with client.batch():`` splits on the limits, keeps order, and accounts for every message."""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import json
+import threading
+import tracemalloc
+
+import pytest
+from conftest import WRITE_KEY, body_of
+
+import simple_segment
+from simple_segment import BatchDeliveryError, Client, SegmentError, ValidationError
+from simple_segment.testing import FakeSegment
+
+
+def quick_client(server: FakeSegment, **options: object) -> Client:
+    return Client(WRITE_KEY, host=server.url, timeout=2, total_timeout=8, backoff_factor=0.01, **options)
+
+
+def test_block_posts_once_at_exit(fake_segment: FakeSegment) -> None:
+    """Calls inside the block return (True, msg) at once; one request goes out when the block ends."""
+    with quick_client(fake_segment) as client, client.batch() as batch:
+        results = [batch.track(f"u{i}", "E", {"i": i}) for i in range(10)]
+        results.append(batch.identify("u1", {"plan": "pro"}))
+        assert fake_segment.requests == []
+    assert all(ok for ok, _ in results)
+    (request,) = fake_segment.requests
+    body = body_of(request)
+    assert body["batch"] == [msg for _, msg in results]
+    assert body["writeKey"] == WRITE_KEY
+    assert (batch.messages_sent, batch.requests_sent) == (11, 1)
+    assert batch.bytes_sent == len(request.body)
+
+
+def test_empty_batch_sends_nothing(fake_segment: FakeSegment) -> None:
+    """A block with no calls makes no request."""
+    with quick_client(fake_segment) as client, client.batch() as batch:
+        pass
+    assert fake_segment.requests == []
+    assert (batch.messages_sent, batch.requests_sent, batch.bytes_sent) == (0, 0, 0)
+
+
+def test_split_on_message_count(fake_segment: FakeSegment) -> None:
+    """6,000 small messages go in requests of at most 2,500, each delivered once, in order."""
+    with quick_client(fake_segment) as client, client.batch() as batch:
+        for i in range(6000):
+            batch.identify("u", message_id=str(i))
+    counts = [len(r.batch) for r in fake_segment.requests]
+    assert counts == [2500, 2500, 1000]
+    assert all(len(r.body) <= 500_000 for r in fake_segment.requests)
+    assert [m["messageId"] for m in fake_segment.messages] == [str(i) for i in range(6000)]
+    assert batch.requests_sent == 3
+
+
+def test_split_on_request_bytes(fake_segment: FakeSegment) -> None:
+    """Large messages are split so no body exceeds 500,000 bytes; order and count are kept."""
+    blob = "x" * 30_000
+    with quick_client(fake_segment) as client, client.batch() as batch:
+        for i in range(40):
+            batch.track("u", "E", {"i": i, "blob": blob})
+    sizes = [len(r.body) for r in fake_segment.requests]
+    assert all(size <= 500_000 for size in sizes)
+    assert len(sizes) == 3
+    assert sizes[0] > 450_000
+    assert [m["properties"]["i"] for m in fake_segment.messages] == list(range(40))
+    assert batch.bytes_sent == sum(sizes)
+
+
+def test_validation_error_raises_at_the_call(fake_segment: FakeSegment) -> None:
+    """A bad call raises at its line; the batch still delivers the valid calls if the caller goes on."""
+    with quick_client(fake_segment) as client, client.batch() as batch:
+        batch.track("u", "Good")
+        with pytest.raises(ValidationError):
+            batch.track("u", None)
+        batch.track("u", "Also Good")
+    assert [m["event"] for m in fake_segment.messages] == ["Good", "Also Good"]
+
+
+def test_exception_in_block_sends_nothing_pending(fake_segment: FakeSegment) -> None:
+    """If the block raises, pending messages are dropped and the exception propagates unchanged."""
+    error = RuntimeError("boom")
+    with quick_client(fake_segment) as client:
+        with pytest.raises(RuntimeError) as info, client.batch() as batch:
+            batch.track("u", "E")
+            raise error
+        assert info.value is error
+    assert fake_segment.requests == []
+
+
+def test_flush_sends_pending_now(fake_segment: FakeSegment) -> None:
+    """batch.flush() posts what is pending; an empty flush sends nothing."""
+    with quick_client(fake_segment) as client, client.batch() as batch:
+        batch.track("u", "A")
+        batch.flush()
+        assert len(fake_segment.requests) == 1
+        batch.flush()
+        assert len(fake_segment.requests) == 1
+        batch.track("u", "B")
+    assert [len(r.batch) for r in fake_segment.requests] == [1, 1]
+
+
+def test_failure_on_third_request_of_five(fake_segment: FakeSegment) -> None:
+    """A request failing after retries: the error carries the delivered count and every undelivered message."""
+    fake_segment.respond_with(200, times=2)
+    fake_segment.respond_with(500, times=10)
+    sent_ids = [str(i) for i in range(5 * 2500)]
+    with quick_client(fake_segment, max_retries=1) as client:
+        with pytest.raises(BatchDeliveryError) as info, client.batch() as batch:
+            for message_id in sent_ids:
+                batch.identify("u", message_id=message_id)
+    error = info.value
+    delivered = [m["messageId"] for m in fake_segment.messages]
+    assert delivered == sent_ids[:5000]
+    assert error.sent == 5000
+    assert [m["messageId"] for m in error.unsent] == sent_ids[5000:]
+    assert error.messages is error.unsent
+    assert error.retryable is True
+    assert isinstance(error.__cause__, simple_segment.ServerError)
+    assert len(fake_segment.requests) == 4  # two delivered, then one request tried twice
+    assert batch.messages_sent == 5000
+
+
+def test_resending_unsent_completes_the_block(fake_segment: FakeSegment) -> None:
+    """The unsent messages can be resent with the same messageIds and nothing is lost or doubled."""
+    fake_segment.respond_with(400)
+    with quick_client(fake_segment) as client:
+        with pytest.raises(BatchDeliveryError) as info, client.batch() as batch:
+            for i in range(10):
+                batch.track("u", "E", {"i": i})
+        assert info.value.retryable is False
+        with client.batch() as retry:
+            for msg in info.value.unsent:
+                retry.track(
+                    msg["userId"], msg["event"], msg["properties"], message_id=msg["messageId"],
+                )
+    assert [m["properties"]["i"] for m in fake_segment.messages] == list(range(10))
+
+
+def test_on_error_is_called_per_failed_request_and_block_goes_on(fake_segment: FakeSegment) -> None:
+    """With on_error, each failed request calls it once with its messages and later requests still go."""
+    failures: list[list[dict]] = []
+    fake_segment.respond_with(200)
+    fake_segment.respond_with(400)
+    with quick_client(fake_segment, on_error=lambda exc, msgs: failures.append(msgs)) as client:
+        with client.batch() as batch:
+            for i in range(7500):
+                batch.identify("u", message_id=str(i))
+    assert len(failures) == 1
+    assert [m["messageId"] for m in failures[0]] == [str(i) for i in range(2500, 5000)]
+    assert len(fake_segment.messages) == 5000
+    assert batch.messages_sent == 5000
+
+
+def test_batch_context_and_integrations(fake_segment: FakeSegment) -> None:
+    """Batch-level context/integrations apply to every message; the message's own keys win."""
+    with quick_client(fake_segment) as client:
+        with client.batch(context={"ip": "1.1.1.1", "app": {"v": 1}}, integrations={"All": False}) as batch:
+            batch.track("u", "A")
+            batch.track("u", "B", context={"app": {"v": 2}}, integrations={"All": True, "Mixpanel": True})
+    first, second = fake_segment.messages
+    assert first["context"]["ip"] == "1.1.1.1"
+    assert first["context"]["app"] == {"v": 1}
+    assert first["integrations"] == {"All": False}
+    assert second["context"]["ip"] == "1.1.1.1"
+    assert second["context"]["app"] == {"v": 2}
+    assert second["integrations"] == {"All": True, "Mixpanel": True}
+    assert first["context"]["library"]["name"] == "simple_segment"
+
+
+def test_gzip_batches(fake_segment: FakeSegment) -> None:
+    """With gzip the batch body is compressed; bytes_sent counts compressed bytes."""
+    with quick_client(fake_segment, gzip=True) as client, client.batch() as batch:
+        for i in range(100):
+            batch.track("u", "E", {"i": i})
+    (request,) = fake_segment.requests
+    assert request.headers["content-encoding"] == "gzip"
+    assert len(json.loads(gzip.decompress(request.body))["batch"]) == 100
+    assert batch.bytes_sent == len(request.body)
+
+
+def test_module_level_batch(fake_segment: FakeSegment) -> None:
+    """simple_segment.batch() batches through the default client."""
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.host = fake_segment.url
+    with simple_segment.batch() as batch:
+        batch.page("u", name="Home")
+        batch.screen("u", name="Main")
+    assert [m["type"] for m in fake_segment.messages] == ["page", "screen"]
+
+
+def test_calls_outside_the_block_fail_clearly(fake_segment: FakeSegment) -> None:
+    """A batch takes calls only inside its with block; reopening it fails clearly."""
+    with quick_client(fake_segment) as client:
+        batch = client.batch()
+        with pytest.raises(SegmentError, match="inside its block"):
+            batch.track("u", "E")
+        with batch:
+            with pytest.raises(SegmentError, match="already open"), batch:
+                pass
+        with pytest.raises(SegmentError):
+            batch.track("u", "E")
+
+
+def test_nested_batches_are_independent(fake_segment: FakeSegment) -> None:
+    """A batch inside a batch is a separate batch: the inner one posts when its own block ends."""
+    with quick_client(fake_segment) as client, client.batch() as outer:
+        outer.track("u", "Outer")
+        with client.batch() as inner:
+            inner.track("u", "Inner")
+        assert [m["event"] for m in fake_segment.messages] == ["Inner"]
+    assert [m["event"] for m in fake_segment.messages] == ["Inner", "Outer"]
+
+
+def test_batch_shared_by_threads(fake_segment: FakeSegment) -> None:
+    """Calls from several threads into one batch are all delivered once."""
+    with quick_client(fake_segment) as client, client.batch() as batch:
+
+        def work(n: int) -> None:
+            for i in range(1000):
+                batch.track(f"u{n}", "E", {"i": i})
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len({m["messageId"] for m in fake_segment.messages}) == 4000
+    assert batch.messages_sent == 4000
+
+
+def test_send_false_batch_sends_nothing(fake_segment: FakeSegment) -> None:
+    """A send=False client's batch validates and sends nothing."""
+    with Client(WRITE_KEY, host=fake_segment.url, send=False) as client, client.batch() as batch:
+        assert batch.track("u", "E")[0] is True
+    assert fake_segment.requests == []
+    assert batch.messages_sent == 0
+
+
+def test_memory_stays_flat(fake_segment: FakeSegment) -> None:
+    """50,000 events through one block: traced memory does not grow with the number of events."""
+    server = FakeSegment(max_messages=0, max_requests=0).start()
+    try:
+        with quick_client(server) as client, client.batch() as batch:
+            properties = {"plan": "pro", "n": 1, "nested": {"a": [1, 2, 3]}, "text": "y" * 100}
+            gc.collect()
+            tracemalloc.start()
+            try:
+                for _ in range(10_000):
+                    batch.track("user", "Event", properties)
+                at_10k = tracemalloc.get_traced_memory()[0]
+                for _ in range(40_000):
+                    batch.track("user", "Event", properties)
+                at_50k, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert batch.messages_sent == 50_000
+        assert at_50k < at_10k + 2_000_000
+        assert peak < 10_000_000
+    finally:
+        server.stop()
