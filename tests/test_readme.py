@@ -1,0 +1,35 @@
+"""The README's "Testing your code" examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_examples() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Testing your code", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_section_has_its_examples() -> None:
+    """The section holds the capture, FakeSegment and pytest examples."""
+    assert len(readme_examples()) == 3
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_script_examples_run(index: int) -> None:
+    """The capture() and FakeSegment examples run without error and their asserts hold."""
+    code = readme_examples()[index]
+    exec(compile(code, f"README.md example {index + 1}", "exec"), {"__name__": "readme_example"})  # noqa: S102
+
+
+def test_pytest_fixture_example_passes(pytester: pytest.Pytester) -> None:
+    """The pytest example passes when run by pytest with the installed plugin."""
+    pytester.makepyfile(test_readme_example=readme_examples()[2])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
