@@ -34,6 +34,24 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 _encode: Callable[[Any], str] = _ENCODER.encode
 
 
+def _make_dict_encoder() -> Callable[[dict[str, Any]], str]:
+    # JSONEncoder.encode builds a new C encoder on every call; messages are dicts of
+    # plain values, so one C encoder is made here and reused (what json's own one-shot
+    # path does).  Falls back to the pure-Python encoder where _json is missing.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return _encode
+    iterencode = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, False)  # noqa: FBT003
+
+    def encode_dict(value: dict[str, Any]) -> str:
+        return "".join(iterencode(value, 0))
+
+    return encode_dict
+
+
+_encode_dict = _make_dict_encoder()
+
+
 def now_iso() -> str:
     """Return the current UTC time as ISO-8601 with milliseconds and offset."""
     return dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
@@ -96,18 +114,22 @@ def _locate(value: Any, path: str) -> None:  # noqa: ANN401 - any caller value
         raise ValidationError(path, bad.reason) from None
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Types sent as they are.  Non-finite floats are caught by the encoder (allow_nan=False)."""
+
+
 def _convert(value: Any) -> Any:  # noqa: ANN401 - any caller value
+    # The hot path: leaves of a plain type are taken as they are without a call.
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value
-    if kind is float:
-        if value - value != 0.0:  # NaN and both infinities; faster than math.isfinite here
-            raise _InvalidValueError(f"{value!r} is not a valid JSON number")
-        return value
     if kind is dict:
-        return {(key if type(key) is str else _json_key(key, value)): _convert(item) for key, item in value.items()}
+        return {
+            (key if type(key) is str else _json_key(key, value)): (item if type(item) in _PLAIN else _convert(item))
+            for key, item in value.items()
+        }
+    if kind in _PLAIN:
+        return value
     if kind is list or kind is tuple:
-        return [_convert(item) for item in value]
+        return [item if type(item) in _PLAIN else _convert(item) for item in value]
     return _convert_other(value)
 
 
@@ -119,7 +141,7 @@ def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 -
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return _convert(float(value))
+        return float(value)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, dt.datetime):
@@ -164,36 +186,53 @@ def encode_message(message: dict[str, Any]) -> bytes:
     """Serialize one converted message to compact UTF-8 JSON and check its size.
 
     Raises :class:`MessageTooLargeError` when it is over :data:`MAX_MESSAGE_BYTES`,
-    and :class:`ValidationError` for text that cannot be UTF-8 (lone surrogates).
+    and :class:`ValidationError`, naming the path, for a NaN or infinite number or
+    text that cannot be UTF-8 (a lone surrogate).
     """
     try:
-        data = _encode(message).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        path = _find_surrogate(message, "") or "message"
-        raise ValidationError(path, "text is not valid Unicode (lone surrogate)") from exc
+        data = _encode_dict(message).encode("utf-8")
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
+        if isinstance(exc, UnicodeEncodeError):
+            path, _ = _find(message, "", _not_utf8) or ("message", None)
+            raise ValidationError(path, "text is not valid Unicode (lone surrogate)") from exc
+        path, value = _find(message, "", _not_finite) or ("message", "a number")
+        raise ValidationError(path, f"{value!r} is not a valid JSON number") from exc
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
     return data
 
 
-def _find_surrogate(value: Any, path: str) -> str:  # noqa: ANN401 - any converted value
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            found = _find_surrogate(key, f"{path}[{key!r}]") or _find_surrogate(item, here)
-            if found:
-                return found
+def _not_finite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _not_utf8(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _find(value: Any, path: str, bad: Callable[[Any], bool]) -> tuple[str, Any] | None:  # noqa: ANN401
+    """Return the path and value of the first value for which ``bad`` is true."""
+    if bad(value):
+        return path, value
+    children: Any = ()
+    if isinstance(value, dict):
+        for key in value:
+            if bad(key):
+                return f"{path}[{key!r}]", key
+        children = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _find_surrogate(item, f"{path}[{index}]")
-            if found:
-                return found
-    return ""
+        children = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    for child_path, item in children:
+        found = _find(item, child_path, bad)
+        if found is not None:
+            return found
+    return None
 
 
 class Envelope:
