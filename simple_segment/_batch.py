@@ -53,13 +53,12 @@ class Batch(Calls):
             to_json_value(integrations, "integrations") if integrations else None
         )
         self._lock = threading.RLock()
-        self._pending: list[Message] = []
-        self._encoded: list[bytes] = []
+        self._encoded: list[bytes] = []  # the pending messages; only their bytes are kept
         self._pending_bytes = 0
         self._unsent: list[Message] = []
         self._failure: DeliveryError | None = None
         self._open = False
-        self._overhead = client._envelope.overhead  # noqa: SLF001 - the batch is part of the client
+        self._envelope = client._envelope  # noqa: SLF001 - the batch is part of the client
         self.messages_sent = 0
         """Messages delivered so far."""
         self.requests_sent = 0
@@ -69,7 +68,7 @@ class Batch(Calls):
 
     def __repr__(self) -> str:
         return (
-            f"<simple_segment.Batch pending={len(self._pending)} messages_sent={self.messages_sent}"
+            f"<simple_segment.Batch pending={len(self._encoded)} messages_sent={self.messages_sent}"
             f" requests_sent={self.requests_sent} bytes_sent={self.bytes_sent}>"
         )
 
@@ -90,8 +89,8 @@ class Batch(Calls):
         with self._lock:
             self._open = False
             if exc_type is not None:
-                if self._pending:
-                    log.warning("batch block raised: %d pending messages not sent", len(self._pending))
+                if self._encoded:
+                    log.warning("batch block raised: %d pending messages not sent", len(self._encoded))
                 self._clear_pending()
                 return
             self._flush_locked()
@@ -119,16 +118,15 @@ class Batch(Calls):
             if self._failure is not None:
                 self._unsent.append(msg)
                 return True, msg
-            if self._pending and (
-                len(self._pending) >= MAX_REQUEST_MESSAGES
-                or self._client._envelope.body_size(len(self._pending) + 1, self._pending_bytes + len(data))  # noqa: SLF001
-                > MAX_REQUEST_BYTES
+            count = len(self._encoded)
+            if count and (
+                count >= MAX_REQUEST_MESSAGES
+                or self._envelope.body_size(count + 1, self._pending_bytes + len(data)) > MAX_REQUEST_BYTES
             ):
                 self._flush_locked()
                 if self._failure is not None:
                     self._unsent.append(msg)
                     return True, msg
-            self._pending.append(msg)
             self._encoded.append(data)
             self._pending_bytes += len(data)
         return True, msg
@@ -139,24 +137,24 @@ class Batch(Calls):
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        if not self._pending or self._failure is not None:
+        if not self._encoded or self._failure is not None:
             return
-        messages, encoded = self._pending, self._encoded
+        encoded = self._encoded
         self._clear_pending()
         try:
-            delivered = self._client._deliver(messages, encoded)  # noqa: SLF001
+            delivered = self._client._deliver(encoded)  # noqa: SLF001
         except DeliveryError as exc:
             on_error = self._client.on_error
             if on_error is None:
                 self._failure = exc
-                self._unsent.extend(messages)
+                self._unsent.extend(exc.messages)
                 return
-            on_error(exc, messages)
+            on_error(exc, exc.messages)
             return
         if delivered is not None:
-            self.messages_sent += len(messages)
+            self.messages_sent += len(encoded)
             self.requests_sent += 1
             self.bytes_sent += delivered.bytes_sent
 
     def _clear_pending(self) -> None:
-        self._pending, self._encoded, self._pending_bytes = [], [], 0
+        self._encoded, self._pending_bytes = [], 0

@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -56,12 +57,16 @@ import time
 import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
+
+    from typing_extensions import Self
+
+    _Request = socket.socket | tuple[bytes, socket.socket]
 
 __all__ = [
     "MAX_BATCH_MESSAGES",
@@ -74,7 +79,7 @@ __all__ = [
 
 #: Largest accepted request body, in bytes, after gunzip.
 MAX_REQUEST_BYTES = 500_000
-#: Largest accepted message, in bytes of compact JSON.
+#: Largest accepted message, in bytes of compact UTF-8 JSON (as the client measures it).
 MAX_MESSAGE_BYTES = 32_768
 #: Most messages accepted in one request (stricter than Segment, see above).
 MAX_BATCH_MESSAGES = 2_500
@@ -100,7 +105,13 @@ _IDLE_TIMEOUT = 60.0
 _BATCH_PATHS = frozenset({"/v1/batch", "/v1/import"})
 _SINGLE_PATHS = {f"/v1/{type_}": type_ for type_ in MESSAGE_TYPES}
 _JSON = "application/json"
-_NO_BODY_STATUSES = frozenset({204, 304})
+_NO_BODY_STATUSES = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
+_MIN_STATUS = 200
+_MAX_STATUS = 599
+
+
+def _is_success(status: int) -> bool:
+    return HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES
 
 
 class FakeSegmentTimeoutError(AssertionError, TimeoutError):
@@ -176,7 +187,7 @@ class _Verdict:
 
 @dataclasses.dataclass(frozen=True)
 class _Reply:
-    """A response ready to be written: status, headers, body, or a dropped connection."""
+    """A response ready to write: status, headers and body, or a dropped connection."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
@@ -198,11 +209,15 @@ def _error(status: int, message: str, code: str) -> _Verdict:
     return _Verdict(status, {"success": False, "message": message, "code": code})
 
 
+def _json_reply(status: int, payload: Mapping[str, Any]) -> _Reply:
+    return _Reply(status, (("Content-Type", _JSON),), _json_bytes(payload))
+
+
 def _json_bytes(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     msg = f"{name} is not valid JSON"
     raise ValueError(msg)
 
@@ -229,7 +244,7 @@ def _parse_json(data: bytes) -> tuple[bool, Any]:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    """Gunzip every member of ``data``; raise ValueError if invalid or over ``limit``."""
+    """Gunzip all members of ``data``; ValueError if invalid or over ``limit``."""
     out: list[bytes] = []
     size = 0
     rest = data
@@ -252,7 +267,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
-def _write_key(headers: Mapping[str, str], body: Any) -> str | None:
+def _write_key(headers: Mapping[str, str], body: object) -> str | None:
     """Return the Basic auth user name, else the body's ``writeKey``, else None."""
     scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() == "basic" and credentials:
@@ -283,6 +298,34 @@ def _id_problem(message: Mapping[str, Any], field: str) -> str | None:
     return None
 
 
+def _ids_problem(message: Mapping[str, Any]) -> str | None:
+    if message.get("type") == "alias":
+        return _id_problem(message, "previousId") or _id_problem(message, "userId")
+    if _missing(message.get("userId")) and _missing(message.get("anonymousId")):
+        return '"userId" or "anonymousId" is required'
+    field = "anonymousId" if _missing(message.get("userId")) else "userId"
+    return _id_problem(message, field)
+
+
+def _type_problem(message: Mapping[str, Any]) -> str | None:
+    type_ = message.get("type")
+    if type_ == "track":
+        event = message.get("event")
+        if not isinstance(event, str) or not event:
+            return 'track needs a non-empty string "event"'
+    elif type_ == "group":
+        return _id_problem(message, "groupId")
+    return None
+
+
+def _message_id_problem(message: Mapping[str, Any]) -> str | None:
+    message_id = message.get("messageId")
+    if message_id is None or (isinstance(message_id, str) and len(message_id) <= MAX_MESSAGE_ID_LENGTH):
+        return None
+    limit = MAX_MESSAGE_ID_LENGTH
+    return f'"messageId" must be a string of at most {limit} characters'
+
+
 def _message_problem(message: object) -> str | None:
     """Return what is wrong with one message, or None if Segment would take it."""
     if not isinstance(message, dict):
@@ -291,30 +334,7 @@ def _message_problem(message: object) -> str | None:
     if type_ not in MESSAGE_TYPES:
         kinds = ", ".join(sorted(MESSAGE_TYPES))
         return f'"type" must be one of {kinds}, not {type_!r}'
-    problem: str | None
-    if type_ == "alias":
-        problem = _id_problem(message, "previousId") or _id_problem(message, "userId")
-    elif _missing(message.get("userId")) and _missing(message.get("anonymousId")):
-        problem = '"userId" or "anonymousId" is required'
-    else:
-        field = "userId" if not _missing(message.get("userId")) else "anonymousId"
-        problem = _id_problem(message, field)
-    if problem:
-        return problem
-    if type_ == "track":
-        event = message.get("event")
-        if not isinstance(event, str) or not event:
-            return 'track needs a non-empty string "event"'
-    if type_ == "group":
-        problem = _id_problem(message, "groupId")
-        if problem:
-            return problem
-    message_id = message.get("messageId")
-    if message_id is not None and (
-        not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_LENGTH
-    ):
-        return f'"messageId" must be a string of at most {MAX_MESSAGE_ID_LENGTH} characters'
-    return None
+    return _ids_problem(message) or _type_problem(message) or _message_id_problem(message)
 
 
 def _validate_messages(messages: list[Any]) -> _Verdict:
@@ -325,7 +345,8 @@ def _validate_messages(messages: list[Any]) -> _Verdict:
             "too_many_messages",
         )
     for index, message in enumerate(messages):
-        size = len(_json_bytes(message))
+        # Measured as compact UTF-8 JSON, the bytes a message takes on the wire.
+        size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
         if size > MAX_MESSAGE_BYTES:
             return _error(
                 400,
@@ -338,6 +359,62 @@ def _validate_messages(messages: list[Any]) -> _Verdict:
     return _Verdict(200, {"success": True}, tuple(messages))
 
 
+def _decode(headers: Mapping[str, str], body: bytes) -> tuple[bytes, str | None]:
+    """Undo Content-Encoding; return the bytes and a problem (or None)."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding in {"", "identity"}:
+        return body, None
+    if encoding in {"gzip", "x-gzip"}:
+        try:
+            return _gunzip(body, _MAX_WIRE_BYTES), None
+        except ValueError as exc:
+            return b"", str(exc)
+    return b"", f"unsupported Content-Encoding: {encoding}"
+
+
+def _route_problem(method: str, path: str) -> _Verdict | None:
+    if path not in _BATCH_PATHS and path not in _SINGLE_PATHS:
+        return _error(404, f"no such endpoint: {path or '/'}", "not_found")
+    if method != "POST":
+        return _error(405, f"{method} is not allowed; use POST", "method_not_allowed")
+    return None
+
+
+def _body_problem(
+    decoded: bytes,
+    decode_problem: str | None,
+    *,
+    valid: bool,
+    write_key: str | None,
+) -> _Verdict | None:
+    if decode_problem is not None:
+        return _error(400, decode_problem, "invalid_request")
+    if len(decoded) > MAX_REQUEST_BYTES:
+        return _error(
+            400,
+            f"request body is {len(decoded)} bytes, over the size limit of {MAX_REQUEST_BYTES} bytes",
+            "request_too_large",
+        )
+    if not valid:
+        return _error(400, "Invalid JSON", "invalid_request")
+    if write_key is None:
+        return _error(401, "missing write key", "missing_write_key")
+    return None
+
+
+def _validate_body(path: str, value: object) -> _Verdict:
+    if not isinstance(value, dict):
+        return _error(400, "body must be a JSON object", "invalid_request")
+    if path in _BATCH_PATHS:
+        batch = value.get("batch")
+        if not isinstance(batch, list):
+            return _error(400, 'body must have a "batch" list', "invalid_request")
+        return _validate_messages(batch)
+    message = {k: v for k, v in value.items() if k != "writeKey"}
+    message["type"] = _SINGLE_PATHS[path]
+    return _validate_messages([message])
+
+
 def _evaluate(
     method: str,
     target: str,
@@ -348,51 +425,16 @@ def _evaluate(
 
     Returns the decoded JSON (or None), the write key (or None) and the verdict.
     """
-    path = urlsplit(target).path.rstrip("/")
-    encoding = headers.get("content-encoding", "identity").strip().lower()
-    decode_problem = None
-    decoded = b""
-    if encoding in {"gzip", "x-gzip"}:
-        try:
-            decoded = _gunzip(body, _MAX_WIRE_BYTES)
-        except ValueError as exc:
-            decode_problem = str(exc)
-    elif encoding in {"", "identity"}:
-        decoded = body
-    else:
-        decode_problem = f"unsupported Content-Encoding: {encoding}"
-    valid, value = _parse_json(decoded) if decode_problem is None else (False, None)
+    decoded, decode_problem = _decode(headers, body)
+    valid, value = (False, None) if decode_problem else _parse_json(decoded)
     write_key = _write_key(headers, value)
-
-    if path not in _BATCH_PATHS and path not in _SINGLE_PATHS:
-        verdict = _error(404, f"no such endpoint: {path or '/'}", "not_found")
-    elif method != "POST":
-        verdict = _error(405, f"{method} is not allowed; use POST", "method_not_allowed")
-    elif decode_problem is not None:
-        verdict = _error(400, decode_problem, "invalid_request")
-    elif len(decoded) > MAX_REQUEST_BYTES:
-        verdict = _error(
-            400,
-            f"request body is {len(decoded)} bytes, over the size limit of {MAX_REQUEST_BYTES} bytes",
-            "request_too_large",
-        )
-    elif not valid:
-        verdict = _error(400, "Invalid JSON", "invalid_request")
-    elif write_key is None:
-        verdict = _error(401, "missing write key", "missing_write_key")
-    elif not isinstance(value, dict):
-        verdict = _error(400, "body must be a JSON object", "invalid_request")
-    elif path in _BATCH_PATHS:
-        batch = value.get("batch")
-        if isinstance(batch, list):
-            verdict = _validate_messages(batch)
-        else:
-            verdict = _error(400, 'body must have a "batch" list', "invalid_request")
-    else:
-        message = {k: v for k, v in value.items() if k != "writeKey"}
-        message["type"] = _SINGLE_PATHS[path]
-        verdict = _validate_messages([message])
-    return (value if valid else None), write_key, verdict
+    path = urlsplit(target).path.rstrip("/")
+    verdict = (
+        _route_problem(method, path)
+        or _body_problem(decoded, decode_problem, valid=valid, write_key=write_key)
+        or _validate_body(path, value)
+    )
+    return value, write_key, verdict
 
 
 def _status_code(status: int) -> str:
@@ -412,11 +454,11 @@ def _status_phrase(status: int) -> str:
 def _reply_for(verdict: _Verdict, script: _Script | None) -> _Reply:
     """Combine the validation verdict with a scripted answer, if any."""
     if script is None:
-        return _Reply(verdict.status, (("Content-Type", _JSON),), _json_bytes(verdict.payload))
+        return _json_reply(verdict.status, verdict.payload)
     headers = script.headers
     body = script.body
     if body is None:
-        if 200 <= script.status < 300:
+        if _is_success(script.status):
             payload: dict[str, Any] = {"success": True}
         else:
             payload = {
@@ -464,6 +506,7 @@ class _Recorder:
         self.messages_accepted = 0
         self.dropped_requests = 0
         self.dropped_messages = 0
+        self.connections_accepted = 0
 
     def clear(self) -> None:
         with self.lock:
@@ -475,13 +518,18 @@ class _Recorder:
             self.messages_accepted = 0
             self.dropped_requests = 0
             self.dropped_messages = 0
+            self.connections_accepted = 0
             self.changed.notify_all()
 
     def next_script(self) -> _Script | None:
         with self.lock:
             return self.scripts.popleft() if self.scripts else None
 
-    def record(self, request: RecordedRequest, messages: tuple[dict[str, Any], ...]) -> None:
+    def record(
+        self,
+        request: RecordedRequest,
+        messages: tuple[dict[str, Any], ...],
+    ) -> None:
         with self.lock:
             if len(self.requests) == self.requests.maxlen:
                 self.dropped_requests += 1
@@ -495,10 +543,13 @@ class _Recorder:
         callback = self.on_message
         if callback is not None:
             for message in messages:
-                try:
-                    callback(message)
-                except Exception as exc:  # noqa: BLE001 - kept for the test to see
-                    self.add_error(exc)
+                self._notify(callback, message)
+
+    def _notify(self, callback: Callable[[dict[str, Any]], None], message: dict[str, Any]) -> None:
+        try:
+            callback(message)
+        except Exception as exc:  # noqa: BLE001 - kept in .errors for the test to see
+            self.add_error(exc)
 
     def add_error(self, exc: BaseException) -> None:
         with self.lock:
@@ -507,6 +558,7 @@ class _Recorder:
     def add_connection(self, sock: socket.socket) -> None:
         with self.lock:
             self.connections.add(sock)
+            self.connections_accepted += 1
 
     def remove_connection(self, sock: socket.socket) -> None:
         with self.lock:
@@ -533,17 +585,19 @@ class _Server(ThreadingHTTPServer):
         self.server_name = str(address[0])
         self.server_port = int(address[1])
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(self, request: _Request, client_address: object) -> None:
         """Track the client socket, then hand it to a daemon thread."""
-        self.recorder.add_connection(request)
+        if isinstance(request, socket.socket):
+            self.recorder.add_connection(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request: Any) -> None:
+    def shutdown_request(self, request: _Request) -> None:
         """Forget and close the client socket."""
-        self.recorder.remove_connection(request)
+        if isinstance(request, socket.socket):
+            self.recorder.remove_connection(request)
         super().shutdown_request(request)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+    def handle_error(self, request: _Request, client_address: object) -> None:  # noqa: ARG002 - stdlib signature
         """Keep unexpected handler exceptions instead of printing them to stderr.
 
         Disconnects (any `OSError`) and anything after stop() are normal and ignored.
@@ -570,30 +624,50 @@ class _Handler(BaseHTTPRequestHandler):
     def recorder(self) -> _Recorder:
         return cast("_Server", self.server).recorder
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         """Stay silent: the default writes every request to stderr."""
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+    def send_error(
+        self,
+        code: int,
+        message: str | None = None,
+        explain: str | None = None,
+    ) -> None:
         """Answer malformed HTTP (bad request line, bad headers) with a JSON error."""
         text = message or explain or _status_phrase(code)
         payload = {"success": False, "message": text, "code": _status_code(code)}
         self.close_connection = True
-        with_body = code >= 200 and code not in _NO_BODY_STATUSES
-        self._write(_Reply(code, (("Content-Type", _JSON),), _json_bytes(payload) if with_body else b""))
+        with_body = code >= HTTPStatus.OK and code not in _NO_BODY_STATUSES
+        reply = _json_reply(code, payload)
+        self._write(reply if with_body else dataclasses.replace(reply, body=b""))
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         """Handle a POST: the only method Segment's endpoints take."""
         self._serve()
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         """Record and answer 404 or 405."""
         self._serve()
 
-    do_HEAD = do_GET
-    do_PUT = do_GET
-    do_PATCH = do_GET
-    do_DELETE = do_GET
-    do_OPTIONS = do_GET
+    def do_HEAD(self) -> None:
+        """Record and answer 404 or 405 (without a body)."""
+        self._serve()
+
+    def do_PUT(self) -> None:
+        """Record and answer 404 or 405."""
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        """Record and answer 404 or 405."""
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        """Record and answer 404 or 405."""
+        self._serve()
+
+    def do_OPTIONS(self) -> None:
+        """Record and answer 404 or 405."""
+        self._serve()
 
     def _serve(self) -> None:
         received_at = time.time()
@@ -602,10 +676,21 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BodyError as exc:
             self.close_connection = True
-            payload = {"success": False, "message": exc.message, "code": "invalid_request"}
-            reply = _Reply(exc.status, (("Content-Type", _JSON),), _json_bytes(payload))
+            payload = {
+                "success": False,
+                "message": exc.message,
+                "code": "invalid_request",
+            }
+            reply = _json_reply(exc.status, payload)
             request = RecordedRequest(
-                self.command, self.path, headers, b"", None, None, exc.status, received_at
+                method=self.command,
+                path=self.path,
+                headers=headers,
+                body=b"",
+                json=None,
+                write_key=None,
+                status=exc.status,
+                received_at=received_at,
             )
             self.recorder.record(request, ())
             self._write(reply)
@@ -614,11 +699,18 @@ class _Handler(BaseHTTPRequestHandler):
         script = self.recorder.next_script() if self.command == "POST" else None
         value, write_key, verdict = _evaluate(self.command, self.path, headers, body)
         reply = _reply_for(verdict, script)
-        accepted = 200 <= reply.status < 300 and 200 <= verdict.status < 300
+        accepted = _is_success(reply.status) and _is_success(verdict.status)
         messages = verdict.messages if accepted and not reply.drop else ()
         status = 0 if reply.drop else reply.status
         request = RecordedRequest(
-            self.command, self.path, headers, body, value, write_key, status, received_at
+            method=self.command,
+            path=self.path,
+            headers=headers,
+            body=body,
+            json=value,
+            write_key=write_key,
+            status=status,
+            received_at=received_at,
         )
         self.recorder.record(request, messages)
 
@@ -679,9 +771,9 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in {"content-length", "transfer-encoding"}:
                 self.send_header(name, value)
         body = reply.body
-        if reply.status < 200 or reply.status in _NO_BODY_STATUSES:
+        if reply.status < HTTPStatus.OK or reply.status in _NO_BODY_STATUSES:
             body = b""
-        if reply.status != 204:  # a 204 must not carry Content-Length
+        if reply.status != HTTPStatus.NO_CONTENT:  # a 204 must not carry Content-Length
             self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -708,7 +800,7 @@ class FakeSegment:
     Since: 0.1.0
     """
 
-    def __init__(  # noqa: PLR0913 - all but host/port are keyword-only options
+    def __init__(
         self,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -748,12 +840,14 @@ class FakeSegment:
         """Show where it listens and how much it has recorded."""
         where = self.url if self._server is not None else "not started"
         with self._recorder.lock:
-            counts = f"requests={len(self._recorder.requests)} messages={len(self._recorder.messages)}"
+            requests = len(self._recorder.requests)
+            messages = len(self._recorder.messages)
+        counts = f"requests={requests} messages={messages}"
         return f"<FakeSegment {where} {counts}>"
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> FakeSegment:
+    def start(self) -> Self:
         """Bind and start serving in a daemon thread; return self.
 
         Calling it again while running does nothing.
@@ -765,7 +859,7 @@ class FakeSegment:
         """
         with self._state_lock:
             if self._stopped:
-                msg = "FakeSegment was stopped and cannot be restarted; create a new one"
+                msg = "a stopped FakeSegment cannot be restarted; create a new one"
                 raise RuntimeError(msg)
             if self._server is not None:
                 return self
@@ -783,14 +877,19 @@ class FakeSegment:
 
     def _accept_loop(self, server: _Server) -> None:
         stopping = self._recorder.stopping
-        while not stopping.is_set():
-            try:
-                server.handle_request()
-            except (OSError, ValueError):
-                # The listening socket went away under us: only stop() does that.
-                if stopping.is_set():
-                    return
-                raise
+        while not stopping.is_set() and self._accept_once(server):
+            pass
+
+    def _accept_once(self, server: _Server) -> bool:
+        """Accept at most one connection; return False once the socket is gone."""
+        try:
+            server.handle_request()
+        except (OSError, ValueError):
+            # The listening socket went away under us: only stop() does that.
+            if self._recorder.stopping.is_set():
+                return False
+            raise
+        return True
 
     def stop(self) -> None:
         """Stop serving and close every connection; safe to call more than once.
@@ -813,10 +912,8 @@ class FakeSegment:
         with recorder.lock:
             connections = list(recorder.connections)
         for sock in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by its handler
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by its handler
         deadline = time.monotonic() + _STOP_DRAIN_TIMEOUT
         with recorder.changed:
             while recorder.connections:
@@ -826,10 +923,10 @@ class FakeSegment:
                 recorder.changed.wait(remaining)
 
     def close(self) -> None:
-        """Same as `stop`."""
+        """Stop the server, as `stop` does."""
         self.stop()
 
-    def __enter__(self) -> FakeSegment:
+    def __enter__(self) -> Self:
         """Start the server and return it."""
         return self.start()
 
@@ -879,7 +976,7 @@ class FakeSegment:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received (accepted, rejected, scripted or dropped), oldest first."""
+        """Every request received (accepted, rejected or dropped), oldest first."""
         with self._recorder.lock:
             return list(self._recorder.requests)
 
@@ -903,7 +1000,8 @@ class FakeSegment:
 
     def by_message_id(self, message_id: str) -> dict[str, Any] | None:
         """Return the first accepted message with this ``messageId``, or None."""
-        return next((m for m in self.messages if m.get("messageId") == message_id), None)
+        matches = (m for m in self.messages if m.get("messageId") == message_id)
+        return next(matches, None)
 
     @property
     def dropped_messages(self) -> int:
@@ -916,6 +1014,12 @@ class FakeSegment:
         """How many requests were forgotten to stay within ``max_requests``."""
         with self._recorder.lock:
             return self._recorder.dropped_requests
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections clients opened (keep-alive reuse keeps this low)."""
+        with self._recorder.lock:
+            return self._recorder.connections_accepted
 
     @property
     def errors(self) -> list[BaseException]:
@@ -933,7 +1037,10 @@ class FakeSegment:
             return len(self._recorder.scripts)
 
     def clear(self) -> None:
-        """Forget recorded requests, messages, errors, counters and pending scripts."""
+        """Forget recorded requests, messages, errors, counters and pending scripts.
+
+        Open connections stay open.
+        """
         self._recorder.clear()
 
     def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -949,13 +1056,12 @@ class FakeSegment:
         """
         recorder = self._recorder
         with recorder.changed:
-            reached = recorder.changed.wait_for(
-                lambda: recorder.messages_accepted >= n, max(timeout, 0.0)
-            )
+            reached = recorder.changed.wait_for(lambda: recorder.messages_accepted >= n, max(timeout, 0.0))
             if not reached:
                 msg = (
                     f"waited {timeout}s for {n} messages; "
-                    f"got {recorder.messages_accepted} from {recorder.requests_seen} requests"
+                    f"got {recorder.messages_accepted} "
+                    f"from {recorder.requests_seen} requests"
                 )
                 raise FakeSegmentTimeoutError(msg)
             return list(recorder.messages)
@@ -964,16 +1070,16 @@ class FakeSegment:
         """Wait until ``n`` requests in all have been received; return `requests`.
 
         Raises:
-            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout`` seconds.
+            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``
+                seconds.
 
         """
         recorder = self._recorder
         with recorder.changed:
-            reached = recorder.changed.wait_for(
-                lambda: recorder.requests_seen >= n, max(timeout, 0.0)
-            )
+            reached = recorder.changed.wait_for(lambda: recorder.requests_seen >= n, max(timeout, 0.0))
             if not reached:
-                msg = f"waited {timeout}s for {n} requests; got {recorder.requests_seen}"
+                got = recorder.requests_seen
+                msg = f"waited {timeout}s for {n} requests; got {got}"
                 raise FakeSegmentTimeoutError(msg)
             return list(recorder.requests)
 
@@ -1015,7 +1121,7 @@ class FakeSegment:
             ValueError: status, delay or times is out of range.
 
         """
-        if not 200 <= status <= 599:
+        if not _MIN_STATUS <= status <= _MAX_STATUS:
             msg = f"status must be between 200 and 599, not {status}"
             raise ValueError(msg)
         if not (delay >= 0 and math.isfinite(delay)):

@@ -202,6 +202,11 @@ def encode_message(message: dict[str, Any]) -> bytes:
     return data
 
 
+def decode_messages(encoded: list[bytes]) -> list[dict[str, Any]]:
+    """Return the messages serialized by :func:`encode_message`, as dicts again."""
+    return [json.loads(data) for data in encoded]
+
+
 def _not_finite(value: object) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 

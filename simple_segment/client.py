@@ -13,7 +13,7 @@ from ._calls import Calls, Result
 from ._messages import Message
 from ._transport import Delivered, Transport
 from ._version import VERSION
-from ._wire import Envelope, encode_message
+from ._wire import Envelope, decode_messages, encode_message
 from .errors import ConfigurationError, DeliveryError
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class Client(Calls):
         if not self.send and not _sinks:
             return True, msg
         try:
-            self._deliver([msg], [data])
+            self._deliver([data], [msg])
         except DeliveryError as exc:
             if self.on_error is None:
                 raise
@@ -215,21 +215,25 @@ class Client(Calls):
             return False, msg
         return True, msg
 
-    def _deliver(self, messages: list[Message], encoded: list[bytes]) -> Delivered | None:
-        """POST one request holding ``encoded``; None when nothing went on the wire.
+    def _deliver(self, encoded: list[bytes], messages: list[Message] | None = None) -> Delivered | None:
+        """POST one request holding the serialized messages ``encoded``.
 
-        A :class:`DeliveryError` leaves with ``messages`` set to ``messages``.
+        Returns None when nothing went on the wire (``send=False``, or a
+        :func:`~simple_segment.testing.capture` is open).  A :class:`DeliveryError`
+        leaves with ``.messages`` set to the messages (``messages``, or ``encoded``
+        decoded again when not given: a batch keeps only the bytes).
         """
         if _sinks:
+            captured = messages if messages is not None else decode_messages(encoded)
             for sink in tuple(_sinks):
-                sink(messages)
+                sink(captured)
             return None
         if not self.send:
             return None
         try:
             return self._transport.post(functools.partial(self._envelope.render, encoded))
         except DeliveryError as exc:
-            exc.messages = list(messages)
+            exc.messages = list(messages) if messages is not None else decode_messages(encoded)
             raise
 
     def batch(self, context: dict[str, Any] | None = None, integrations: dict[str, Any] | None = None) -> Batch:

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import client as _client_module
-from ._fakeserver import FakeSegment, RecordedRequest
+from ._fakeserver import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
 from ._messages import Message
 
-__all__ = ["Captured", "FakeSegment", "RecordedRequest", "capture"]
+__all__ = ["Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest", "capture"]
 
 
 class Captured:
