@@ -27,6 +27,7 @@ VENVS = HERE / ".venvs"
 sys.path.insert(0, str(HERE))
 from _nginx import nginx_version, running  # noqa: E402
 
+NOTES_MARKER = "<!-- notes: kept by run.py --write -->"
 VENV_PACKAGES = {
     "simple": [str(ROOT)],
     "official": ["segment-analytics-python==2.4.0"],
@@ -111,7 +112,11 @@ def main() -> int:
     report = render(results, args.rounds, time.time() - started)
     print(report)
     if args.write:
-        (HERE / "RESULTS.md").write_text(report)
+        # Hand-written notes below the marker (profiles, what changed) survive a rerun.
+        path = HERE / "RESULTS.md"
+        old = path.read_text() if path.exists() else ""
+        notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else NOTES_MARKER + "\n"
+        path.write_text(report + "\n" + notes)
     return 0
 
 

@@ -1,6 +1,6 @@
 """cProfile of simple_segment's per-call and batch paths against a local nginx.
 
-    python bench/profile.py [--calls 3000] [--events 50000]
+    python bench/profile_paths.py [--calls 3000] [--events 50000]
 """
 
 from __future__ import annotations
