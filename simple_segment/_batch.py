@@ -91,6 +91,14 @@ class Batch(Calls):
             if exc_type is not None:
                 if self._encoded:
                     log.warning("batch block raised: %d pending messages not sent", len(self._encoded))
+                if self._failure is not None:
+                    # The block's own exception propagates unchanged; say what else was lost.
+                    log.error(
+                        "batch block raised after a failed request: %d messages not delivered (%s)",
+                        len(self._unsent),
+                        self._failure,
+                    )
+                    self._unsent, self._failure = [], None
                 self._clear_pending()
                 return
             self._flush_locked()

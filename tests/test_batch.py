@@ -261,3 +261,15 @@ def test_memory_stays_flat(fake_segment: FakeSegment) -> None:
         assert peak < 10_000_000
     finally:
         server.stop()
+
+
+def test_block_error_after_failed_request_is_logged(fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture) -> None:
+    """If the block raises after a request failed, the block's exception propagates and the loss is logged."""
+    fake_segment.respond_with(400)
+    with quick_client(fake_segment) as client:
+        with pytest.raises(KeyError), client.batch() as batch:
+            batch.track("u", "A")
+            batch.flush()
+            batch.track("u", "B")
+            raise KeyError("in block")
+    assert "2 messages not delivered" in caplog.text
