@@ -2,10 +2,14 @@
 
     python _workloads.py CONTENDER WORKLOAD URL N   ->  one line of JSON on stdout
 
-Contenders: simple (simple_segment), official (segment-analytics-python 2.4.0),
-requests (a bare requests.Session().post loop of pre-built bodies), httpclient (a bare
-keep-alive http.client loop of pre-built bodies), floor (uuid4 + timestamp + json.dumps).
+Contenders: simple (simple_segment), official (segment-analytics-python 2.4.0; sync_mode
+for percall, default async mode + flush() for batch with the queue made large enough that
+nothing is dropped), official_defaultq (batch only: the official defaults, max_queue_size
+10,000, which drops events when N is larger; counts delivered events only), requests (a
+bare requests.Session().post loop of pre-built bodies), httpclient (a bare keep-alive
+http.client loop of pre-built bodies), floor (uuid4 + timestamp + json.dumps).
 Workloads: percall, batch, build, rss.  Stdlib only besides the contender.
+On failure the JSON line is {"error": "..."} and the exit status 1 (run.py shows n/a).
 """
 
 from __future__ import annotations
@@ -33,11 +37,9 @@ PROPS = {
     "referrer": "https://example.com/pricing",
     "items": 3,
 }
-HEADERS = {
-    "Content-Type": "application/json",
-    "User-Agent": "bench/1",
-    "Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
-}
+HEADERS = {"Content-Type": "application/json", "User-Agent": "bench/1"}
+AUTH = (KEY, "")  # requests builds the Basic header per call, as a hand-written loop would
+BASIC = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
 
 def _iso(value: object) -> str:
@@ -93,7 +95,7 @@ def percall(contender: str, url: str, n: int) -> dict:
         target = url + "/v1/batch"
 
         def post(_: int) -> None:
-            response = session.post(target, data=body, headers=HEADERS)
+            response = session.post(target, data=body, headers=HEADERS, auth=AUTH)
             if response.status_code != 200:
                 raise RuntimeError(response.status_code)
 
@@ -108,7 +110,7 @@ def _httpclient_poster(url: str, body: bytes):
 
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port)
-    headers = {**HEADERS, "Content-Length": str(len(body))}
+    headers = {**HEADERS, **BASIC, "Content-Length": str(len(body))}
 
     def post(_: int) -> None:
         conn.request("POST", "/v1/batch", body=body, headers=headers)
@@ -125,23 +127,42 @@ def batch(contender: str, url: str, n: int) -> dict:
         import simple_segment
 
         client = simple_segment.Client(KEY, host=url)
+        with client.batch() as b:  # warm-up
+            for i in range(n, n + 1000):
+                b.track(f"user-{i}", EVENT, PROPS)
         start = time.perf_counter()
         with client.batch() as b:
             for i in range(n):
                 b.track(f"user-{i}", EVENT, PROPS)
         total = time.perf_counter() - start
+        if b.messages_sent != n:
+            raise RuntimeError(f"simple delivered {b.messages_sent} of {n} events")
         return {"per_s": n / total, "requests": b.requests_sent}
-    if contender == "official":
+    if contender in {"official", "official_defaultq"}:
         from segment.analytics import Client
 
-        client = Client(KEY, host=url)
+        failed: list[int] = []
+        options = {} if contender == "official_defaultq" else {"max_queue_size": n + 1000}
+        client = Client(KEY, host=url, on_error=lambda e, batch: failed.append(len(batch)), **options)
+        for i in range(n, n + 1000):  # warm-up
+            client.track(f"user-{i}", EVENT, PROPS)
+        client.flush()
+        dropped = 0
         start = time.perf_counter()
         for i in range(n):
-            client.track(f"user-{i}", EVENT, PROPS)
+            ok, _ = client.track(f"user-{i}", EVENT, PROPS)
+            dropped += not ok
+        enqueued = time.perf_counter() - start
         client.flush()
         total = time.perf_counter() - start
         client.join()
-        return {"per_s": n / total}
+        if failed:
+            raise RuntimeError(f"official reported {sum(failed)} events not delivered")
+        if dropped and contender == "official":
+            raise RuntimeError(f"official dropped {dropped} events (queue full)")
+        # Only delivered events count: a dropped event costs the caller nothing but is lost.
+        return {"per_s": (n - dropped) / total, "dropped": dropped, "enqueue_s": round(enqueued, 2),
+                "upload_size": client.consumers[0].upload_size}
     # Ceilings: pre-built bodies of as many messages as fit in 500 KB.
     per_body = 1
     while len(prebuilt_body(per_body * 2)) <= 500_000 and per_body * 2 <= 2500:
@@ -153,14 +174,20 @@ def batch(contender: str, url: str, n: int) -> dict:
 
         session = requests.Session()
         target = url + "/v1/batch"
-        post = lambda _: session.post(target, data=body, headers=HEADERS)  # noqa: E731
+
+        def post(_: int) -> None:
+            response = session.post(target, data=body, headers=HEADERS, auth=AUTH)
+            if response.status_code != 200:
+                raise RuntimeError(response.status_code)
     else:
         post = _httpclient_poster(url, body)
+    post(-1)  # warm-up: the connection
     start = time.perf_counter()
     for i in range(requests_needed):
         post(i)
     total = time.perf_counter() - start
-    return {"per_s": requests_needed * per_body / total, "note": "pre-built bodies, no message building"}
+    return {"per_s": requests_needed * per_body / total, "requests": requests_needed, "body_bytes": len(body),
+            "note": "pre-built bodies, no message building"}
 
 
 def build(contender: str, _url: str, n: int) -> dict:
@@ -198,7 +225,31 @@ def rss(contender: str, url: str, n: int) -> dict:
     return {"base_kb": base, "peak_kb": peak, "ratio": peak / base, "messages": b.messages_sent}
 
 
+def probe() -> dict:
+    """What this venv has: used by run.py to decide whether a contender is available."""
+    from importlib import metadata
+
+    found = {}
+    for name in ("simple-segment", "segment-analytics-python", "requests", "urllib3"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    import simple_segment  # noqa: F401  # raises if not importable: run.py reports n/a
+
+    simple_segment.Client  # noqa: B018
+    return {"versions": found, "file": simple_segment.__file__}
+
+
 if __name__ == "__main__":
-    who, what, where, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    result = {"percall": percall, "batch": batch, "build": build, "rss": rss}[what](who, where, count)
+    who, what = sys.argv[1], sys.argv[2]
+    try:
+        if what == "probe":
+            result = probe()
+        else:
+            where, count = sys.argv[3], int(sys.argv[4])
+            result = {"percall": percall, "batch": batch, "build": build, "rss": rss}[what](who, where, count)
+    except Exception as exc:  # noqa: BLE001  # reported as n/a with the reason
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:400]}))
+        sys.exit(1)
     print(json.dumps(result))

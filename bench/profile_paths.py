@@ -1,11 +1,17 @@
 """cProfile of simple_segment's per-call and batch paths against a local nginx.
 
-    python bench/profile_paths.py [--calls 3000] [--events 50000]
+    python bench/profile_paths.py [--calls 3000] [--events 50000] [--url http://127.0.0.1:PORT]
+
+Profiles the checkout (not the bench venv's copy).  Without --url it starts its own nginx
+(bench/_nginx.py).  Prints the top 25 functions by cumulative and by own (total) time for
+each path.  Named profile_paths.py, not profile.py: a bench/profile.py would shadow the
+stdlib module ``profile`` that cProfile imports.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import pstats
 import sys
@@ -23,8 +29,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--url", help="a running server answering /v1/batch (default: start nginx)")
     args = parser.parse_args()
-    with running() as url:
+    server = contextlib.nullcontext(args.url.rstrip("/")) if args.url else running()
+    with server as url:
         client = simple_segment.Client("bench-write-key", host=url)
         for i in range(200):
             client.track(f"user-{i}", EVENT, PROPS)
