@@ -35,7 +35,7 @@ from .errors import DeliveryError, SegmentError, ValidationError
 
 if TYPE_CHECKING:
     from ._batch import Batch
-    from ._fakeserver import FakeSegment, RecordedRequest
+    from .testing import FakeSegment, RecordedRequest
 
 __all__ = ["EXIT_DELIVERY", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 

@@ -1,6 +1,6 @@
 """Shared fixtures: a clean environment and a real loopback Segment server.
 
-The project's own pytest plugin (``simple_segment.pytest_plugin``) provides
+The project's own pytest plugin (``simple_segment.testing.pytest_plugin``) provides
 ``fake_segment``, ``segment_client`` and ``segment_capture``.
 """
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from simple_segment._fakeserver import (
+from simple_segment.testing._server import (
     MAX_MESSAGE_BYTES,
     FakeSegment,
     FakeSegmentTimeoutError,

@@ -21,9 +21,10 @@ from collections.abc import Iterator
 import pytest
 
 import simple_segment
+from simple_segment.client import Client
 
-from .client import Client
-from .testing import Captured, FakeSegment, capture
+from ._capture import Captured, capture
+from ._server import FakeSegment
 
 TEST_WRITE_KEY = "test-write-key"
 

@@ -1,18 +1,4 @@
-"""Test helpers: record what would be sent, or receive it on a real local server.
-
-- :func:`capture` records every message any client builds for delivery, with no HTTP::
-
-      with simple_segment.testing.capture() as sent:
-          app.sign_up("user-1")
-      assert sent.by_event("Signed Up")
-
-- :class:`FakeSegment` is a Segment-compatible HTTP server on 127.0.0.1 that
-  validates like the real API, records what it accepts and can be scripted per
-  request (status, headers, delay, dropped connection).
-
-Neither imports pytest; the fixtures built on them live in
-:mod:`simple_segment.pytest_plugin`.
-"""
+"""``capture()``: record what would be sent, with no HTTP."""
 
 from __future__ import annotations
 
@@ -20,11 +6,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import client as _client_module
-from ._fakeserver import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
-from ._messages import Message
+from simple_segment import client as _client_module
+from simple_segment._messages import Message
 
-__all__ = ["Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest", "capture"]
+__all__ = ["Captured", "capture"]
 
 
 class Captured:

@@ -1,0 +1,22 @@
+"""Test helpers: record what would be sent, or receive it on a real local server.
+
+- :func:`capture` records every message any client builds for delivery, with no HTTP::
+
+      with simple_segment.testing.capture() as sent:
+          app.sign_up("user-1")
+      assert sent.by_event("Signed Up")
+
+- :class:`FakeSegment` is a Segment-compatible HTTP server on 127.0.0.1 that
+  validates like the real API, records what it accepts and can be scripted per
+  request (status, headers, delay, dropped connection).
+
+Neither imports pytest; the fixtures built on them live in
+:mod:`simple_segment.testing.pytest_plugin`.
+"""
+
+from __future__ import annotations
+
+from ._capture import Captured, capture
+from ._server import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
+
+__all__ = ["Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest", "capture"]
