@@ -9,29 +9,37 @@ functions, and each call is delivered before it returns::
     analytics.track("user-1", "Signed Up", {"plan": "pro"})
 
 The module-level functions use ``default_client``, built from the settings on first
-use.  Assigning a setting afterwards (``analytics.write_key = ...``) closes that
-client and the next call builds a new one from the new settings: a changed write key
-or host is never ignored.
+use.  Assigning a different value to a setting afterwards (``analytics.write_key =
+...``) closes that client and the next call builds a new one from the new settings:
+a changed write key or host is never ignored.  Assigning a name that is not a
+setting (``analytics.writekey = ...``) raises :class:`AttributeError`.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import sys
 import types
 from typing import Any
 
+from . import _messages, _options
 from ._batch import Batch
-from ._calls import Result
-from ._messages import Message
+from ._calls import Result, forward
+from ._ids import stable_ids
+from ._messages import Message, Properties
+from ._options import BeforeSend, OnError, Options, Timeout
 from ._version import VERSION
-from .client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Client, OnError
+from .client import Client
 from .errors import (
     APIError,
     BatchDeliveryError,
     ConfigurationError,
     DeliveryError,
     MessageTooLargeError,
+    NetworkError,
     RateLimitError,
+    RetryableBatchDeliveryError,
     RetryableError,
     SegmentError,
     ServerError,
@@ -46,14 +54,18 @@ __all__ = [
     "APIError",
     "Batch",
     "BatchDeliveryError",
+    "BeforeSend",
     "Client",
     "ConfigurationError",
     "DeliveryError",
     "Message",
     "MessageTooLargeError",
+    "NetworkError",
     "OnError",
+    "Options",
     "RateLimitError",
     "Result",
+    "RetryableBatchDeliveryError",
     "RetryableError",
     "SegmentError",
     "ServerError",
@@ -70,49 +82,40 @@ __all__ = [
     "page",
     "screen",
     "shutdown",
+    "stable_ids",
     "track",
 ]
 
-# -- settings, read when default_client is built ------------------------------------
-write_key: str | None = None
-host: str | None = None
-on_error: OnError | None = None
-debug: bool = False
-log_handler: Any = None
-send: bool = True
-sync_mode: bool = False
-max_queue_size: int = 10000
-gzip: bool = False
-timeout: float | tuple[float, float] = DEFAULT_TIMEOUT
-max_retries: int = DEFAULT_MAX_RETRIES
+# -- settings, read when default_client is built (the defaults are Options') ------------
+write_key: str | None = Options.write_key
+host: str | None = Options.host
+debug: bool = Options.debug
+max_queue_size: int = Options.max_queue_size
+send: bool = Options.send
+on_error: OnError | None = Options.on_error
+gzip: bool = Options.gzip
+max_retries: int = Options.max_retries
+sync_mode: bool = Options.sync_mode
+timeout: Timeout = Options.timeout
 proxies: dict[str, str] | None = None
-total_timeout: float = DEFAULT_TOTAL_TIMEOUT
-oauth_client_id: str | None = None
-oauth_client_key: str | None = None
-oauth_key_id: str | None = None
-oauth_auth_server: str = "https://oauth2.segment.io"
-oauth_scope: str = "tracking_api:write"
+thread: int = Options.thread
+upload_size: int = Options.upload_size
+upload_interval: float = Options.upload_interval
+log_handler: logging.Handler | None = Options.log_handler
+oauth_client_id: str | None = Options.oauth_client_id
+oauth_client_key: str | None = Options.oauth_client_key
+oauth_key_id: str | None = Options.oauth_key_id
+oauth_auth_server: str = Options.oauth_auth_server
+oauth_scope: str = Options.oauth_scope
+max_total_backoff_duration: float = Options.max_total_backoff_duration
+max_rate_limit_duration: float = Options.max_rate_limit_duration
+total_timeout: float = Options.total_timeout
+backoff_factor: float = Options.backoff_factor
+verify: bool | str = Options.verify
+before_send: BeforeSend | None = Options.before_send
 
-_SETTINGS = (
-    "write_key",
-    "host",
-    "on_error",
-    "debug",
-    "log_handler",
-    "send",
-    "sync_mode",
-    "max_queue_size",
-    "gzip",
-    "timeout",
-    "max_retries",
-    "proxies",
-    "total_timeout",
-    "oauth_client_id",
-    "oauth_client_key",
-    "oauth_key_id",
-    "oauth_auth_server",
-    "oauth_scope",
-)
+_SETTINGS = _options.names()
+"""Every option is a module setting of the same name."""
 
 default_client: Client | None = None
 """The client behind the module-level functions; built from the settings on first use."""
@@ -122,56 +125,47 @@ def _client() -> Client:
     global default_client  # noqa: PLW0603 - the official module-level API
     client = default_client
     if client is None:
-        client = default_client = Client(**{name: getattr(sys.modules[__name__], name) for name in _SETTINGS})
+        module = sys.modules[__name__]
+        client = default_client = Client(**{name: getattr(module, name) for name in _SETTINGS})
     return client
 
 
+def _same(old: object, new: object) -> bool:
+    if old is new:
+        return True
+    try:
+        return type(old) is type(new) and bool(old == new)
+    except Exception:  # noqa: BLE001 - a value whose == fails is simply a different value
+        return False
+
+
 class _SettingsModule(types.ModuleType):
-    """Makes assigning a setting drop ``default_client``, so the next call uses it."""
+    """Makes assigning a new value to a setting drop ``default_client``, and refuses misspelt settings."""
 
     def __setattr__(self, name: str, value: Any) -> None:  # noqa: ANN401 - any setting's value
+        namespace = self.__dict__
         if name in _SETTINGS:
-            old = self.__dict__.get("default_client")
-            if old is not None and self.__dict__.get(name) is not value:
-                self.__dict__["default_client"] = None
+            old = namespace.get("default_client")
+            if old is not None and not _same(namespace.get(name), value):
+                namespace["default_client"] = None
                 old.close()
+        elif name not in namespace and not name.startswith("_") and not isinstance(value, types.ModuleType):
+            close = difflib.get_close_matches(name, _SETTINGS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {', '.join(_SETTINGS)}"
+            msg = f"simple_segment has no setting {name!r}{hint}"
+            raise AttributeError(msg)
         super().__setattr__(name, value)
 
 
-sys.modules[__name__].__class__ = _SettingsModule
+identify = forward(_messages.identify, _client)
+track = forward(_messages.track, _client)
+page = forward(_messages.page, _client)
+screen = forward(_messages.screen, _client)
+group = forward(_messages.group, _client)
+alias = forward(_messages.alias, _client)
 
 
-def identify(*args: Any, **kwargs: Any) -> Result:  # noqa: ANN401
-    """Send an identify call with ``default_client`` (see :meth:`Client.identify`)."""
-    return _client().identify(*args, **kwargs)
-
-
-def track(*args: Any, **kwargs: Any) -> Result:  # noqa: ANN401
-    """Send a track call with ``default_client`` (see :meth:`Client.track`)."""
-    return _client().track(*args, **kwargs)
-
-
-def page(*args: Any, **kwargs: Any) -> Result:  # noqa: ANN401
-    """Send a page call with ``default_client`` (see :meth:`Client.page`)."""
-    return _client().page(*args, **kwargs)
-
-
-def screen(*args: Any, **kwargs: Any) -> Result:  # noqa: ANN401
-    """Send a screen call with ``default_client`` (see :meth:`Client.screen`)."""
-    return _client().screen(*args, **kwargs)
-
-
-def group(*args: Any, **kwargs: Any) -> Result:  # noqa: ANN401
-    """Send a group call with ``default_client`` (see :meth:`Client.group`)."""
-    return _client().group(*args, **kwargs)
-
-
-def alias(*args: Any, **kwargs: Any) -> Result:  # noqa: ANN401
-    """Send an alias call with ``default_client`` (see :meth:`Client.alias`)."""
-    return _client().alias(*args, **kwargs)
-
-
-def batch(context: dict[str, Any] | None = None, integrations: dict[str, Any] | None = None) -> Batch:
+def batch(context: Properties | None = None, integrations: Properties | None = None) -> Batch:
     """Return a batch of ``default_client`` (see :meth:`Client.batch`)."""
     return _client().batch(context=context, integrations=integrations)
 
@@ -189,3 +183,14 @@ def shutdown() -> None:
     client = default_client
     if client is not None:
         client.shutdown()
+
+
+# Tracebacks, reprs and pickles name public objects by their public path
+# (``simple_segment.Client``, not ``simple_segment.client.Client``).
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, (type, types.FunctionType)) and _public.__module__.startswith(__name__):
+        _public.__module__ = __name__
+del _name, _public
+
+sys.modules[__name__].__class__ = _SettingsModule

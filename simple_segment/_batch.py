@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._calls import Calls, Result
-from ._messages import Message, with_defaults
-from ._wire import MAX_REQUEST_BYTES, MAX_REQUEST_MESSAGES, encode_message, to_json_value
-from .errors import BatchDeliveryError, DeliveryError, SegmentError
-
-if TYPE_CHECKING:
-    from .client import Client
+from ._delivery import Delivery
+from ._messages import Message, Properties, with_defaults
+from ._wire import to_json_value
+from .errors import BatchDeliveryError, DeliveryError, RetryableBatchDeliveryError, RetryableError, SegmentError
 
 log = logging.getLogger("simple_segment")
 
@@ -42,23 +40,21 @@ class Batch(Calls):
 
     def __init__(
         self,
-        client: Client,
+        delivery: Delivery,
         *,
-        context: dict[str, Any] | None = None,
-        integrations: dict[str, Any] | None = None,
+        context: Properties | None = None,
+        integrations: Properties | None = None,
     ) -> None:
-        self._client = client
+        self._delivery = delivery
         self._context: dict[str, Any] | None = to_json_value(context, "context") if context else None
         self._integrations: dict[str, Any] | None = (
             to_json_value(integrations, "integrations") if integrations else None
         )
         self._lock = threading.RLock()
-        self._encoded: list[bytes] = []  # the pending messages; only their bytes are kept
-        self._pending_bytes = 0
-        self._unsent: list[Message] = []
+        self._pending = delivery.new_buffer()  # the pending request; only its bytes are kept
+        self._unsent: list[dict[str, Any]] = []
         self._failure: DeliveryError | None = None
         self._open = False
-        self._envelope = client._envelope  # noqa: SLF001 - the batch is part of the client
         self.messages_sent = 0
         """Messages delivered so far."""
         self.requests_sent = 0
@@ -68,7 +64,7 @@ class Batch(Calls):
 
     def __repr__(self) -> str:
         return (
-            f"<simple_segment.Batch pending={len(self._encoded)} messages_sent={self.messages_sent}"
+            f"<simple_segment.Batch pending={len(self._pending)} messages_sent={self.messages_sent}"
             f" requests_sent={self.requests_sent} bytes_sent={self.bytes_sent}>"
         )
 
@@ -89,8 +85,8 @@ class Batch(Calls):
         with self._lock:
             self._open = False
             if exc_type is not None:
-                if self._encoded:
-                    log.warning("batch block raised: %d pending messages not sent", len(self._encoded))
+                if self._pending:
+                    log.warning("batch block raised: %d pending messages not sent", len(self._pending))
                 if self._failure is not None:
                     # The block's own exception propagates unchanged; say what else was lost.
                     log.error(
@@ -99,44 +95,42 @@ class Batch(Calls):
                         self._failure,
                     )
                     self._unsent, self._failure = [], None
-                self._clear_pending()
+                self._pending.take()
                 return
             self._flush_locked()
             failure = self._failure
             if failure is None:
                 return
             unsent, self._unsent, self._failure = self._unsent, [], None
-        error = BatchDeliveryError(
+        kind = RetryableBatchDeliveryError if isinstance(failure, RetryableError) else BatchDeliveryError
+        error = kind(
             f"batch delivery failed: {len(unsent)} messages not delivered ({failure})",
-            sent=self.messages_sent,
             unsent=unsent,
-            retryable=failure.retryable,
             attempts=failure.attempts,
+            sent=self.messages_sent,
         )
         raise error from failure
 
     def _emit(self, msg: Message) -> Result:
+        if not self._open:
+            error = "a batch takes calls only inside its block: `with client.batch() as batch:`"
+            raise SegmentError(error)
         if self._context or self._integrations:
             msg = with_defaults(msg, self._context, self._integrations)
-        data = encode_message(msg)
+        prepared = self._delivery.prepare(msg)
+        if prepared is None:
+            return False, msg
+        msg, data = prepared
         with self._lock:
             if not self._open:
-                error = "a batch takes calls only inside its block: `with client.batch() as batch:`"
+                error = "this batch's block ended while the call was being made"
                 raise SegmentError(error)
+            if self._failure is None and not self._pending.fits(data):
+                self._flush_locked()
             if self._failure is not None:
                 self._unsent.append(msg)
-                return True, msg
-            count = len(self._encoded)
-            if count and (
-                count >= MAX_REQUEST_MESSAGES
-                or self._envelope.body_size(count + 1, self._pending_bytes + len(data)) > MAX_REQUEST_BYTES
-            ):
-                self._flush_locked()
-                if self._failure is not None:
-                    self._unsent.append(msg)
-                    return True, msg
-            self._encoded.append(data)
-            self._pending_bytes += len(data)
+            else:
+                self._pending.add(data)
         return True, msg
 
     def flush(self) -> None:
@@ -145,24 +139,15 @@ class Batch(Calls):
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        if not self._encoded or self._failure is not None:
+        if not self._pending or self._failure is not None:
             return
-        encoded = self._encoded
-        self._clear_pending()
+        encoded = self._pending.take()
         try:
-            delivered = self._client._deliver(encoded)  # noqa: SLF001
+            outcome = self._delivery.deliver(encoded)
         except DeliveryError as exc:
-            on_error = self._client.on_error
-            if on_error is None:
-                self._failure = exc
-                self._unsent.extend(exc.messages)
-                return
-            on_error(exc, exc.messages)
+            self._failure = exc
+            self._unsent.extend(exc.messages)
             return
-        if delivered is not None:
-            self.messages_sent += len(encoded)
-            self.requests_sent += 1
-            self.bytes_sent += delivered.bytes_sent
-
-    def _clear_pending(self) -> None:
-        self._encoded, self._pending_bytes = [], 0
+        self.messages_sent += outcome.messages
+        self.requests_sent += outcome.requests
+        self.bytes_sent += outcome.bytes_sent

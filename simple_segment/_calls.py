@@ -1,15 +1,71 @@
-"""The six Segment calls, with the official library's signatures, shared by Client and Batch."""
+"""The six calls as methods, made from the builders in ``_messages`` (their one signature).
+
+``Calls`` is shared by :class:`~simple_segment.Client` and
+:class:`~simple_segment.Batch`, which say what ``_emit`` does with a built message;
+:func:`forward` makes the module-level functions.  Every one of them shows the
+builder's real signature to ``inspect``, editors and type checkers.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec
 
 from . import _messages
 from ._messages import Message
 
+__all__ = ["Calls", "Result", "forward"]
+
+P = ParamSpec("P")
+
 Result = tuple[bool, Message]
-"""``(delivered, msg)``: what every call returns, as in the official library."""
+"""``(ok, msg)``: what every call returns, as in the official library.
+
+``msg`` is the message as sent (or as it would be sent).  ``ok`` is False only when
+nothing was sent for it: delivery failed and ``on_error`` took the error, or a
+``before_send`` hook dropped the message.
+"""
+
+_RETURNS = """
+
+Returns ``(True, msg)``, ``msg`` being the message as sent.  Raises
+:class:`~simple_segment.ValidationError` for a bad argument (nothing is sent) and a
+:class:`~simple_segment.DeliveryError` when delivery fails and no ``on_error`` is set
+(then ``on_error(exception, [msg])`` is called and ``(False, msg)`` returned).
+"""
+
+
+def _signature(build: Callable[..., Message], *, bound: bool) -> inspect.Signature:
+    signature = inspect.signature(build)
+    parameters = list(signature.parameters.values())
+    if bound:
+        parameters.insert(0, inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY))
+    return signature.replace(parameters=parameters, return_annotation="Result")
+
+
+def _method(build: Callable[P, Message]) -> Callable[Concatenate[Calls, P], Result]:
+    def call(self: Calls, /, *args: P.args, **kwargs: P.kwargs) -> Result:
+        return self._emit(build(*args, **kwargs))
+
+    functools.update_wrapper(call, build)
+    call.__doc__ = f"{build.__doc__}{_RETURNS}"
+    call.__signature__ = _signature(build, bound=True)  # type: ignore[attr-defined]
+    return call
+
+
+def forward(build: Callable[P, Message], target: Callable[[], Calls]) -> Callable[P, Result]:
+    """Make the module-level function of one call: ``target()``'s method, same signature."""
+    name = build.__name__
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> Result:
+        return getattr(target(), name)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    functools.update_wrapper(call, build)
+    call.__doc__ = f"{build.__doc__}  Sent with ``default_client``.{_RETURNS}"
+    call.__signature__ = _signature(build, bound=False)  # type: ignore[attr-defined]
+    return call
 
 
 class Calls:
@@ -20,129 +76,9 @@ class Calls:
     def _emit(self, msg: Message) -> Result:
         raise NotImplementedError
 
-    def identify(  # noqa: PLR0913 - the official signature
-        self,
-        user_id: str | int | None = None,
-        traits: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-        timestamp: dt.datetime | None = None,
-        anonymous_id: str | int | None = None,
-        integrations: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Record who a user is and what is known about them (``traits``).
-
-        Returns ``(True, msg)`` with ``msg`` the message as sent.  Raises
-        :class:`~simple_segment.ValidationError` for bad arguments (nothing is sent) and
-        a :class:`~simple_segment.DeliveryError` when delivery fails and no
-        ``on_error`` is set.
-        """
-        return self._emit(
-            _messages.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
-        )
-
-    def track(  # noqa: PLR0913 - the official signature
-        self,
-        user_id: str | int | None = None,
-        event: str | None = None,
-        properties: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-        timestamp: dt.datetime | None = None,
-        anonymous_id: str | int | None = None,
-        integrations: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Record that a user did ``event``, with its ``properties``.
-
-        Returns and raises as :meth:`identify`.
-        """
-        return self._emit(
-            _messages.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
-        )
-
-    def alias(  # noqa: PLR0913 - the official signature
-        self,
-        previous_id: str | int | None = None,
-        user_id: str | int | None = None,
-        context: dict[str, Any] | None = None,
-        timestamp: dt.datetime | None = None,
-        integrations: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Merge the identity ``previous_id`` into ``user_id``.
-
-        Returns and raises as :meth:`identify`.
-        """
-        return self._emit(_messages.alias(previous_id, user_id, context, timestamp, integrations, message_id))
-
-    def group(  # noqa: PLR0913 - the official signature
-        self,
-        user_id: str | int | None = None,
-        group_id: str | int | None = None,
-        traits: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-        timestamp: dt.datetime | None = None,
-        anonymous_id: str | int | None = None,
-        integrations: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Associate a user with the group ``group_id`` (an account, a company).
-
-        Returns and raises as :meth:`identify`.
-        """
-        return self._emit(
-            _messages.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
-        )
-
-    def page(  # noqa: PLR0913 - the official signature
-        self,
-        user_id: str | int | None = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-        timestamp: dt.datetime | None = None,
-        anonymous_id: str | int | None = None,
-        integrations: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Record a page view.
-
-        Returns and raises as :meth:`identify`.
-        """
-        return self._emit(
-            _messages.page(
-                user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
-            )
-        )
-
-    def screen(  # noqa: PLR0913 - the official signature
-        self,
-        user_id: str | int | None = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-        timestamp: dt.datetime | None = None,
-        anonymous_id: str | int | None = None,
-        integrations: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Record a mobile screen view.
-
-        Returns and raises as :meth:`identify`.
-        """
-        return self._emit(
-            _messages.page(
-                user_id,
-                category,
-                name,
-                properties,
-                context,
-                timestamp,
-                anonymous_id,
-                integrations,
-                message_id,
-                kind="screen",
-            )
-        )
+    identify = _method(_messages.identify)
+    track = _method(_messages.track)
+    page = _method(_messages.page)
+    screen = _method(_messages.screen)
+    group = _method(_messages.group)
+    alias = _method(_messages.alias)

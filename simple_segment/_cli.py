@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import gzip
 import io
 import json
 import logging
@@ -27,10 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn
 
-from ._transport import GZIP_LEVEL
+from ._options import OnError, Options
 from ._version import VERSION
-from ._wire import Envelope, encode_message
-from .client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Client, OnError
+from ._wire import encode_message
+from .client import Client
 from .errors import DeliveryError, SegmentError, ValidationError
 
 if TYPE_CHECKING:
@@ -190,12 +189,12 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--host", help="API host or base URL (default: $SEGMENT_HOST, else https://api.segment.io)")
     common.add_argument("--gzip", action="store_true", help="gzip request bodies")
     common.add_argument(
-        "--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help=f"timeout of each attempt (default {DEFAULT_TIMEOUT:g})",
+        "--timeout", type=_positive_seconds, default=Options.timeout, metavar="SECONDS",
+        help=f"timeout of each attempt (default {Options.timeout:g})",
     )
     common.add_argument(
-        "--max-retries", type=_retries, default=DEFAULT_MAX_RETRIES, metavar="N",
-        help=f"retries after a failed attempt (default {DEFAULT_MAX_RETRIES})",
+        "--max-retries", type=_retries, default=Options.max_retries, metavar="N",
+        help=f"retries after a failed attempt (default {Options.max_retries})",
     )
     common.add_argument(
         "--dry-run", action="store_true",
@@ -287,7 +286,7 @@ def _client(args: argparse.Namespace, *, on_error: OnError | None = None) -> Cli
         on_error=on_error,
         # Room for every attempt the flags ask for: the library's default budget
         # would cut a long --timeout short.
-        total_timeout=max(DEFAULT_TOTAL_TIMEOUT, args.timeout * (args.max_retries + 1)),
+        total_timeout=max(Options.total_timeout, args.timeout * (args.max_retries + 1)),
     )
 
 
@@ -307,20 +306,13 @@ def _run_call(args: argparse.Namespace) -> int:
 
 def _print_request(client: Client, msg: dict[str, Any], out: IO[str]) -> None:
     """Print the request ``client`` would send for ``msg``, with the write key redacted."""
-    encoded = [encode_message(msg)]
-    body = Envelope("***").render(encoded)
-    wire = client._envelope.render(encoded)  # noqa: SLF001 - the real body, for its length
-    if client.gzip:
-        wire = gzip.compress(wire, GZIP_LEVEL, mtime=0)
-    headers = dict(client._transport._headers)  # noqa: SLF001 - exactly the headers that would be sent
-    headers["Authorization"] = "Basic ***"
-    headers["Content-Length"] = str(len(wire))
+    preview = client._delivery.preview([encode_message(msg)])  # noqa: SLF001 - the client's own request
     out.write(f"POST {client.url} HTTP/1.1\n")
-    for name, value in headers.items():
+    for name, value in preview.headers.items():
         out.write(f"{name}: {value}\n")
-    out.write("\n" + body.decode("utf-8") + "\n")
+    out.write("\n" + preview.body.decode("utf-8") + "\n")
     if client.gzip:
-        out.write(f"(the body is sent gzip-compressed: {len(wire)} bytes)\n")
+        out.write(f"(the body is sent gzip-compressed: {preview.headers['Content-Length']} bytes)\n")
 
 
 # -- import -----------------------------------------------------------------------

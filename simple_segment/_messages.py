@@ -1,55 +1,82 @@
-"""Build Segment messages from the official library's call arguments.
+"""The six Segment calls as message builders: the official signatures, written once.
 
-Each builder takes the arguments of one call and returns a new dict in Segment's
-wire shape (SPEC.md section 2) whose values are plain JSON types, validating as it
-goes: a bad argument raises :class:`ValidationError` naming the argument (or the
-path inside it).  Builders never modify what the caller passed.  They know nothing
-of serialization limits, batching or HTTP.
+Each builder takes the arguments of one call, in the official library's positional
+order, and returns a new :class:`Message` in Segment's wire shape (SPEC.md section 2)
+whose values are plain JSON types, validating as it goes: a bad argument raises
+:class:`~simple_segment.ValidationError` naming the argument (or the path inside it).
+Builders never modify what the caller passed.  They know nothing of serialization
+limits, batching or HTTP.
+
+These functions are the single source of the call signatures: ``Client.track``,
+``Batch.track`` and ``simple_segment.track`` are made from them (see ``_calls``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeAlias
 from uuid import UUID
 
+from ._ids import next_message_id
 from ._version import VERSION
-from ._wire import format_datetime, now_iso, to_json_value
+from ._wire import _InvalidValueError, format_datetime, now_iso, to_json_value
 from .errors import ValidationError
 
-Message = dict[str, Any]
-"""A Segment message: a dict of plain JSON values."""
+__all__ = ["Id", "Message", "Properties", "alias", "group", "identify", "page", "screen", "track"]
 
 LIBRARY_NAME = "simple_segment"
 MAX_MESSAGE_ID_LENGTH = 100
 """A messageId must be shorter than this."""
 
+Id: TypeAlias = str | int | float | Decimal | UUID
+"""What an id may be given as; it is sent as a string (``user_id=0`` is valid)."""
+Properties: TypeAlias = Mapping[str, Any]
+"""A dict of properties, traits, context or integrations; values follow SPEC.md section 4."""
 
-def new_message_id() -> str:
-    """Return a random (version 4) UUID string.
+P = ParamSpec("P")
 
-    Same format as ``str(uuid.uuid4())``, made directly from ``os.urandom``, at a
-    fraction of its cost.
+_ABSENT_AS_NONE = frozenset({"userId", "anonymousId", "name", "category"})
+"""Fields the official library always puts in ``msg`` (as None when not given).  Ours
+leaves them off the wire, and reading them from the returned ``msg`` gives None."""
+
+
+class Message(dict[str, Any]):
+    """A Segment message: a dict of plain JSON values, as sent.
+
+    A field the caller did not give is not on the wire, yet reading one of the fields
+    the official library always includes (``userId``, ``anonymousId``, ``name``,
+    ``category``) gives None, as there: ``msg["anonymousId"] is None``.  Any other
+    missing key raises :class:`KeyError` as in a dict.
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> None:
+        if key in _ABSENT_AS_NONE:
+            return
+        raise KeyError(key)
+
+
+# -- argument checks -------------------------------------------------------------
 
 
 def _id(value: object, field: str) -> str | None:
     if value is None or type(value) is str:
         return value
-    kind = type(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal, UUID)):
-        raise ValidationError(field, f"must be a str or a number, not {kind.__name__}")
+        raise ValidationError(field, f"must be a str or a number, not {type(value).__name__}")
     if isinstance(value, float) and value - value != 0.0:
         raise ValidationError(field, f"{value!r} is not a valid id")
-    return str(value)
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValidationError(field, f"{value} is not a valid id")
+    try:
+        return str(value)
+    except Exception as exc:
+        reason = "an int with too many digits to send" if isinstance(value, int) else "could not be made a str"
+        raise ValidationError(field, reason) from exc
 
 
 def _required_id(value: object, field: str) -> str:
@@ -69,9 +96,34 @@ def _mapping(value: object, field: str) -> dict[str, Any]:
 
 
 def _optional_str(value: object, field: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value if value is None or type(value) is str else str(value)
-    raise ValidationError(field, f"must be a str, not {type(value).__name__}")
+    if value is None or type(value) is str:
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a str, not {type(value).__name__}")
+    try:
+        return str(value)
+    except Exception as exc:
+        raise ValidationError(field, "could not be made a str") from exc
+
+
+def _timestamp(value: object) -> str:
+    if value is None:
+        return now_iso()
+    if not isinstance(value, dt.datetime):
+        raise ValidationError("timestamp", f"must be a datetime, not {type(value).__name__}")
+    try:
+        return format_datetime(value)
+    except _InvalidValueError as exc:
+        raise ValidationError("timestamp", exc.reason) from exc.__cause__
+
+
+def _message_id(value: object) -> str:
+    if value is None:
+        return next_message_id()
+    text = _required_id(value, "message_id")
+    if len(text) >= MAX_MESSAGE_ID_LENGTH:
+        raise ValidationError("message_id", f"must be shorter than {MAX_MESSAGE_ID_LENGTH} characters")
+    return text
 
 
 def _common(  # noqa: PLR0913 - the fields every call shares
@@ -89,33 +141,18 @@ def _common(  # noqa: PLR0913 - the fields every call shares
     anonymous = _id(anonymous_id, "anonymous_id")
     if need_identity and not user and not anonymous:
         raise ValidationError("user_id", "user_id or anonymous_id is required")
-
-    if timestamp is None:
-        stamp = now_iso()
-    elif isinstance(timestamp, dt.datetime):
-        stamp = format_datetime(timestamp)
-    else:
-        raise ValidationError("timestamp", f"must be a datetime, not {type(timestamp).__name__}")
-
-    if message_id is None:
-        mid = new_message_id()
-    else:
-        mid = _required_id(message_id, "message_id")
-        if len(mid) >= MAX_MESSAGE_ID_LENGTH:
-            raise ValidationError("message_id", f"must be shorter than {MAX_MESSAGE_ID_LENGTH} characters")
-
+    stamp = _timestamp(timestamp)
     # The caller's context keys win, "library" included; their dict is copied, never modified.
     ctx = {"library": {"name": LIBRARY_NAME, "version": VERSION}}
     if context is not None:
         ctx.update(_mapping(context, "context"))
-
-    msg: Message = {
-        "type": kind,
-        "messageId": mid,
-        "timestamp": stamp,
-        "context": ctx,
-        "integrations": _mapping(integrations, "integrations"),
-    }
+    msg = Message(
+        type=kind,
+        messageId=_message_id(message_id),
+        timestamp=stamp,
+        context=ctx,
+        integrations=_mapping(integrations, "integrations"),
+    )
     if user is not None:
         msg["userId"] = user
     if anonymous is not None:
@@ -123,32 +160,35 @@ def _common(  # noqa: PLR0913 - the fields every call shares
     return msg
 
 
+# -- the six calls -----------------------------------------------------------------
+
+
 def identify(  # noqa: PLR0913 - the official signature
-    user_id: object = None,
-    traits: object = None,
-    context: object = None,
-    timestamp: object = None,
-    anonymous_id: object = None,
-    integrations: object = None,
-    message_id: object = None,
+    user_id: Id | None = None,
+    traits: Properties | None = None,
+    context: Properties | None = None,
+    timestamp: dt.datetime | None = None,
+    anonymous_id: Id | None = None,
+    integrations: Properties | None = None,
+    message_id: Id | None = None,
 ) -> Message:
-    """Build an identify message."""
+    """Record who a user is and what is known about them (``traits``)."""
     msg = _common("identify", user_id, anonymous_id, context, timestamp, integrations, message_id)
     msg["traits"] = _mapping(traits, "traits")
     return msg
 
 
 def track(  # noqa: PLR0913 - the official signature
-    user_id: object = None,
-    event: object = None,
-    properties: object = None,
-    context: object = None,
-    timestamp: object = None,
-    anonymous_id: object = None,
-    integrations: object = None,
-    message_id: object = None,
+    user_id: Id | None = None,
+    event: str | None = None,
+    properties: Properties | None = None,
+    context: Properties | None = None,
+    timestamp: dt.datetime | None = None,
+    anonymous_id: Id | None = None,
+    integrations: Properties | None = None,
+    message_id: Id | None = None,
 ) -> Message:
-    """Build a track message."""
+    """Record that a user did ``event``, with its ``properties``."""
     name = _optional_str(event, "event")
     if not name:
         raise ValidationError("event", "is required (a non-empty str)")
@@ -159,14 +199,14 @@ def track(  # noqa: PLR0913 - the official signature
 
 
 def alias(  # noqa: PLR0913 - the official signature
-    previous_id: object = None,
-    user_id: object = None,
-    context: object = None,
-    timestamp: object = None,
-    integrations: object = None,
-    message_id: object = None,
+    previous_id: Id | None = None,
+    user_id: Id | None = None,
+    context: Properties | None = None,
+    timestamp: dt.datetime | None = None,
+    integrations: Properties | None = None,
+    message_id: Id | None = None,
 ) -> Message:
-    """Build an alias message."""
+    """Merge the identity ``previous_id`` into ``user_id``."""
     previous = _required_id(previous_id, "previous_id")
     user = _required_id(user_id, "user_id")
     msg = _common("alias", user, None, context, timestamp, integrations, message_id)
@@ -175,16 +215,16 @@ def alias(  # noqa: PLR0913 - the official signature
 
 
 def group(  # noqa: PLR0913 - the official signature
-    user_id: object = None,
-    group_id: object = None,
-    traits: object = None,
-    context: object = None,
-    timestamp: object = None,
-    anonymous_id: object = None,
-    integrations: object = None,
-    message_id: object = None,
+    user_id: Id | None = None,
+    group_id: Id | None = None,
+    traits: Properties | None = None,
+    context: Properties | None = None,
+    timestamp: dt.datetime | None = None,
+    anonymous_id: Id | None = None,
+    integrations: Properties | None = None,
+    message_id: Id | None = None,
 ) -> Message:
-    """Build a group message."""
+    """Associate a user with the group ``group_id`` (an account, a company)."""
     gid = _required_id(group_id, "group_id")
     msg = _common("group", user_id, anonymous_id, context, timestamp, integrations, message_id)
     msg["groupId"] = gid
@@ -193,22 +233,20 @@ def group(  # noqa: PLR0913 - the official signature
 
 
 def page(  # noqa: PLR0913 - the official signature
-    user_id: object = None,
-    category: object = None,
-    name: object = None,
-    properties: object = None,
-    context: object = None,
-    timestamp: object = None,
-    anonymous_id: object = None,
-    integrations: object = None,
-    message_id: object = None,
-    *,
-    kind: str = "page",
+    user_id: Id | None = None,
+    category: str | None = None,
+    name: str | None = None,
+    properties: Properties | None = None,
+    context: Properties | None = None,
+    timestamp: dt.datetime | None = None,
+    anonymous_id: Id | None = None,
+    integrations: Properties | None = None,
+    message_id: Id | None = None,
 ) -> Message:
-    """Build a page message (``kind="screen"`` for a screen message)."""
+    """Record a page view (``name`` within ``category``)."""
     title = _optional_str(name, "name")
     section = _optional_str(category, "category")
-    msg = _common(kind, user_id, anonymous_id, context, timestamp, integrations, message_id)
+    msg = _common("page", user_id, anonymous_id, context, timestamp, integrations, message_id)
     msg["properties"] = _mapping(properties, "properties")
     if title is not None:
         msg["name"] = title
@@ -217,15 +255,72 @@ def page(  # noqa: PLR0913 - the official signature
     return msg
 
 
+def _retyped(builder: Callable[P, Message], kind: str, doc: str) -> Callable[P, Message]:
+    @functools.wraps(builder)
+    def build(*args: P.args, **kwargs: P.kwargs) -> Message:
+        msg = builder(*args, **kwargs)
+        msg["type"] = kind
+        return msg
+
+    build.__name__ = build.__qualname__ = kind
+    build.__doc__ = doc
+    return build
+
+
+screen = _retyped(page, "screen", "Record a mobile screen view (``name`` within ``category``).")
+
+
+# -- after the call ------------------------------------------------------------------
+
+
 def with_defaults(msg: Message, context: dict[str, Any] | None, integrations: dict[str, Any] | None) -> Message:
     """Return ``msg`` with batch-level ``context``/``integrations`` merged under its own.
 
     The merge is one level deep: a key the message sets wins over the same key of the
     defaults, whatever its value.  ``msg`` itself is not modified.
     """
-    msg = dict(msg)
+    msg = Message(msg)
     if context:
         msg["context"] = {**context, **msg["context"]}
     if integrations:
         msg["integrations"] = {**integrations, **msg["integrations"]}
+    return msg
+
+
+_REQUIRED = {
+    "identify": (),
+    "track": ("event",),
+    "page": (),
+    "screen": (),
+    "group": ("groupId",),
+    "alias": ("previousId", "userId"),
+}
+
+
+def check(value: object, field: str) -> Message:
+    """Validate a message handed back by a hook (``before_send``); return it converted.
+
+    It must still be a message: a dict with a known ``type``, a ``messageId`` shorter
+    than 100 characters, a ``timestamp`` string, the ids its type needs, and values
+    that can be sent.  Raises :class:`ValidationError` with ``field`` before the path.
+    """
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, f"must return a message dict or None, not {type(value).__name__}")
+    msg = Message(to_json_value(value, field))
+    kind = msg.get("type")
+    if kind not in _REQUIRED:
+        raise ValidationError(f"{field}.type", f"must be one of {', '.join(_REQUIRED)}, not {kind!r}")
+    message_id = msg.get("messageId")
+    if not isinstance(message_id, str) or not message_id or len(message_id) >= MAX_MESSAGE_ID_LENGTH:
+        raise ValidationError(f"{field}.messageId", f"must be a str shorter than {MAX_MESSAGE_ID_LENGTH} characters")
+    if not isinstance(msg.get("timestamp"), str):
+        raise ValidationError(f"{field}.timestamp", "must be an ISO-8601 str")
+    for name in _REQUIRED[kind]:
+        if not msg.get(name):
+            raise ValidationError(f"{field}.{name}", f"is required in a {kind} message")
+    if kind != "alias" and not msg.get("userId") and not msg.get("anonymousId"):
+        raise ValidationError(f"{field}.userId", "userId or anonymousId is required")
+    for name in ("context", "integrations", "properties", "traits"):
+        if name in msg and not isinstance(msg[name], dict):
+            raise ValidationError(f"{field}.{name}", "must be a dict")
     return msg

@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -29,12 +29,12 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util import Retry
 
-from .errors import APIError, DeliveryError, RateLimitError, ServerError, TransportError
+from .errors import APIError, DeliveryError, NetworkError, RateLimitError, ServerError, TransportError
+
+if TYPE_CHECKING:
+    from ._options import Options
 
 log = logging.getLogger("simple_segment")
-
-Timeout = float | tuple[float, float]
-"""Seconds for one attempt: one number, or a (connect, read) pair."""
 
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
 """Answers worth another attempt (SPEC.md section 3)."""
@@ -44,9 +44,41 @@ GZIP_LEVEL = 6
 
 
 class _Policy(Retry):
-    # urllib3 also retries a 413 that carries Retry-After; a body too large never
-    # shrinks, so only these honour the header for retrying.
+    """urllib3's Retry, with two changes.
+
+    urllib3 also retries a 413 that carries Retry-After; a body too large never
+    shrinks, so only 429 and 503 honour the header for retrying.
+
+    urllib3 waits nothing before the first retry (``factor * 2 ** (errors - 1)``
+    starts at the second).  Ours waits before every retry: the policy is made with
+    half the factor and counts one error more, so urllib3's own formula, jitter and
+    cap give ``backoff_factor``, then twice that, and so on.
+    """
+
     RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def get_backoff_time(self) -> float:
+        shifted = self.new(history=(*self.history, *self.history[-1:]))
+        return Retry.get_backoff_time(shifted)
+
+
+class Clock(Protocol):
+    """Where the transport reads the time and waits: the seam tests replace."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic` and :func:`time.sleep`."""
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
 
 
 @dataclass(frozen=True)
@@ -76,33 +108,26 @@ if hasattr(os, "register_at_fork"):
 class Transport:
     """POSTs request bodies to one URL with retries inside a time budget."""
 
-    def __init__(  # noqa: PLR0913 - every knob of delivery, passed once by the client
+    def __init__(
         self,
-        url: str,
-        write_key: str,
+        options: Options,
         *,
         user_agent: str,
-        timeout: Timeout = 15.0,
-        total_timeout: float = 30.0,
-        max_retries: int = 3,
-        backoff_factor: float = 0.5,
+        clock: Clock | None = None,
         backoff_max: float = 10.0,
-        max_total_backoff: float = float("inf"),
-        max_rate_limit_wait: float = float("inf"),
-        gzip: bool = False,
-        proxies: dict[str, str] | None = None,
-        verify: bool | str = True,
         pool_size: int = 16,
     ) -> None:
-        self.url = url
+        self.url = options.url
+        timeout = options.timeout
         self._connect_timeout, self._read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        self._total_timeout = total_timeout
-        self._max_total_backoff = max_total_backoff
-        self._max_rate_limit_wait = max_rate_limit_wait
-        self._gzip = gzip
+        self._total_timeout = options.total_timeout
+        self._max_total_backoff = options.max_total_backoff_duration
+        self._max_rate_limit_wait = options.max_rate_limit_duration
+        self._gzip = options.gzip
         self._pool_size = pool_size
+        self._clock: Clock = clock or SystemClock()
         self._policy = _Policy(
-            total=max_retries,
+            total=options.max_retries,
             connect=None,
             read=None,
             status=None,
@@ -110,27 +135,29 @@ class Transport:
             redirect=0,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=None,
-            backoff_factor=backoff_factor,
+            backoff_factor=options.backoff_factor / 2,  # see _Policy.get_backoff_time
             backoff_max=backoff_max,
-            backoff_jitter=backoff_factor,
+            backoff_jitter=options.backoff_factor,
             respect_retry_after_header=True,
             raise_on_status=False,
             raise_on_redirect=False,
         )
-        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        token = base64.b64encode(f"{options.write_key}:".encode()).decode("ascii")
         self._headers = {
             "Content-Type": "application/json",
             "User-Agent": user_agent,
             "Authorization": f"Basic {token}",
             "Accept-Encoding": "gzip, deflate",
         }
-        if gzip:
+        if options.gzip:
             self._headers["Content-Encoding"] = "gzip"
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
         self._adapter: HTTPAdapter | None = None
         # Proxy and CA-bundle environment variables are read here, once, not per request.
-        settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
+        settings = requests.Session().merge_environment_settings(
+            self.url, dict(options.proxies or {}), None, options.verify, None
+        )
         self._proxies: dict[str, str] = dict(settings["proxies"])
         self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
         _live.add(self)
@@ -168,62 +195,87 @@ class Transport:
 
     # -- delivery -------------------------------------------------------------------
 
+    def encode(self, body: bytes) -> bytes:
+        """Return ``body`` as it goes on the wire (gzip-compressed when gzip is on)."""
+        return _gzip.compress(body, GZIP_LEVEL, mtime=0) if self._gzip else body
+
+    def headers(self, attempt: int = 0, *, redact: bool = False) -> dict[str, str]:
+        """Return the headers of attempt number ``attempt`` (0 is the first), credentials redacted if asked."""
+        headers = dict(self._headers)
+        if attempt:
+            headers["X-Retry-Count"] = str(attempt)
+        if redact:
+            headers["Authorization"] = headers["Authorization"].split(" ")[0] + " ***"
+        return headers
+
     def post(self, render: Callable[[], bytes]) -> Delivered:
         """POST ``render()`` until it is accepted, retries run out or the budget ends.
 
         ``render`` is called once per attempt.  Raises :class:`TransportError` when
         no answer came, :class:`RateLimitError` for 429, :class:`ServerError` for a
         retryable status and :class:`APIError` for any other non-2xx answer.
+
+        The body and the headers (they hold the write key) live only in the frame of
+        one attempt, never in this one, which a raised error's traceback shows.
         """
-        started = time.monotonic()
-        deadline = started + self._total_timeout
+        clock = self._clock
+        deadline = clock.monotonic() + self._total_timeout
         retry = self._policy
         waited = 0.0
         attempt = 0
         while True:
-            body = render()
-            if self._gzip:
-                body = _gzip.compress(body, GZIP_LEVEL, mtime=0)
-            headers = self._headers if attempt == 0 else {**self._headers, "X-Retry-Count": str(attempt)}
+            result = self._attempt(render(), attempt, deadline)
             attempt += 1
-            failure: DeliveryError
-            raw: Any = None
-            try:
-                response = self._send(body, headers, deadline)
-            except requests.RequestException as exc:
-                failure = TransportError(f"POST {self.url} failed: {exc}", attempts=attempt)
-                failure.__cause__ = exc
-                if not _is_retryable_exception(exc):
-                    raise failure from exc
-                error: Exception | None = exc
-            else:
-                status = response.status_code
-                text = _read_bounded(response)
-                if 200 <= status < 300:  # noqa: PLR2004 - the success range
-                    log.debug("POST %s: %d on attempt %d", self.url, status, attempt)
-                    return Delivered(status, attempt, len(body))
-                failure = _api_error(response, text, attempt)
-                if not retry.is_retry("POST", status, has_retry_after="Retry-After" in response.headers):
-                    raise failure
-                raw, error = response.raw, None
+            if isinstance(result, Delivered):
+                return result
+            failure, raw, error = result
+            if raw is None and error is None:
+                raise failure from failure.__cause__
             try:
                 retry = retry.increment("POST", self.url, response=raw, error=error)
             except MaxRetryError:
                 raise failure from failure.__cause__
             wait = _retry_after(retry, raw) or retry.get_backoff_time()
             if (
-                time.monotonic() + wait >= deadline
+                clock.monotonic() + wait >= deadline
                 or waited + wait > self._max_total_backoff
                 or (isinstance(failure, RateLimitError) and wait > self._max_rate_limit_wait)
             ):
                 log.warning("giving up on %s after %d attempts: %s", self.url, attempt, failure)
                 raise failure from failure.__cause__
             log.warning("attempt %d to %s failed (%s); retrying in %.2fs", attempt, self.url, failure, wait)
-            time.sleep(wait)
+            clock.sleep(wait)
             waited += wait
 
+    def _attempt(
+        self, body: bytes, attempt: int, deadline: float
+    ) -> Delivered | tuple[DeliveryError, Any, Exception | None]:
+        """Make one attempt; return what was delivered, or the failure and what Retry needs to judge it.
+
+        A failure that is not worth retrying comes back with neither a response nor an error.
+        """
+        body = self.encode(body)
+        number = attempt + 1
+        try:
+            response = self._send(body, self.headers(attempt), deadline)
+        except requests.RequestException as exc:
+            retryable = _is_retryable_exception(exc)
+            kind = NetworkError if retryable else TransportError
+            failure: DeliveryError = kind(f"POST {self.url} failed: {exc}", attempts=number)
+            failure.__cause__ = _without_traceback(exc)
+            return failure, None, (exc if retryable else None)
+        status = response.status_code
+        text = _read_bounded(response)
+        if 200 <= status < 300:  # noqa: PLR2004 - the success range
+            log.debug("POST %s: %d on attempt %d", self.url, status, number)
+            return Delivered(status, number, len(body))
+        failure = _api_error(response, text, number)
+        if not self._policy.is_retry("POST", status, has_retry_after="Retry-After" in response.headers):
+            return failure, None, None
+        return failure, response.raw, None
+
     def _send(self, body: bytes, headers: dict[str, str], deadline: float) -> requests.Response:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - self._clock.monotonic()
         if remaining <= 0:
             raise requests.Timeout("the time budget ran out before the request")
         request = requests.PreparedRequest()
@@ -243,6 +295,21 @@ class Transport:
             cert=None,
             proxies=self._proxies,
         )
+
+
+def _without_traceback(exc: BaseException) -> BaseException:
+    """Drop the tracebacks of ``exc`` and its chain: their frames hold the request's headers and body."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return exc
 
 
 def _retry_after(policy: Retry, raw: Any) -> float | None:  # noqa: ANN401 - a urllib3 response

@@ -1,8 +1,9 @@
-"""Values to JSON, one message to bytes, messages to a request body.
+"""Values to JSON, one message to bytes, messages to request bodies.
 
 This module owns the wire format: the conversion table of SPEC.md section 4, the
-compact UTF-8 JSON encoding, the size limits and the ``{"batch": [...], "sentAt": ...,
-"writeKey": ...}`` envelope.  It knows nothing of HTTP, retries or Segment's message
+compact UTF-8 JSON encoding, the size limits, the ``{"batch": [...], "sentAt": ...,
+"writeKey": ...}`` envelope and the accumulation of messages into requests that
+stay within those limits.  It knows nothing of HTTP, retries or Segment's message
 fields.
 
 Each message is serialized exactly once; a request body is those bytes joined, so a
@@ -28,6 +29,8 @@ MAX_REQUEST_BYTES = 500_000
 """Largest request body we send (Segment's limit is 500 KB)."""
 MAX_REQUEST_MESSAGES = 2_500
 """Most messages in one request (over that Segment answers 200 and drops events)."""
+MAX_DEPTH = 100
+"""Deepest nesting of containers accepted in a value (a message is far shallower)."""
 
 _UTC = dt.timezone.utc
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False)
@@ -58,19 +61,44 @@ def now_iso() -> str:
 
 
 def format_datetime(value: dt.datetime) -> str:
-    """Format a datetime as ISO-8601 with milliseconds; a naive one is taken as UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        value = value.replace(tzinfo=_UTC)
-    return value.isoformat(timespec="milliseconds")
+    """Format a datetime as ISO-8601 with milliseconds; a naive one is taken as UTC.
+
+    Raises :class:`_InvalidValueError` when its ``tzinfo`` fails.
+    """
+    try:
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = value.replace(tzinfo=_UTC)
+        return value.isoformat(timespec="milliseconds")
+    except Exception as exc:
+        raise _InvalidValueError(f"datetime cannot be formatted: its tzinfo raised {_describe(exc)}") from exc
+
+
+def safe_repr(value: object, limit: int = 60) -> str:
+    """Return ``repr(value)`` for an error message, shortened, even when ``__repr__`` raises."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a caller's object may fail any way it likes
+        text = f"<{type(value).__name__} whose repr() raised>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception of the caller's may not even print
+        text = "?"
+    return f"{type(exc).__name__}: {text[:80]}"
 
 
 class _InvalidValueError(Exception):
-    """A value with no JSON form; :func:`to_json_value` finds its path afterwards."""
+    """A value with no JSON form; the walk that found it adds its path.  ``__cause__`` is kept."""
 
-    def __init__(self, reason: str, key: object = None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.key = key
+
+
+# -- conversion (SPEC.md section 4) -------------------------------------------------
 
 
 def to_json_value(value: Any, path: str) -> Any:  # noqa: ANN401 - any caller value
@@ -78,64 +106,51 @@ def to_json_value(value: Any, path: str) -> Any:  # noqa: ANN401 - any caller va
 
     Follows the table of SPEC.md section 4.  Containers are always copied, so the
     caller's are never modified or shared.  Raises :class:`ValidationError` naming the
-    path of the first bad value below ``path`` (``properties.items[2].price``).
+    path of the first bad value below ``path`` (``properties.items[2].price``): a value
+    with no JSON form, a circular reference, nesting deeper than :data:`MAX_DEPTH`, or
+    a caller's object whose own methods raise (that exception is the ``__cause__``).
     """
     try:
-        return _convert(value)
-    except _InvalidValueError:
-        _locate(value, path)
-        raise  # pragma: no cover - _locate always raises for a value _convert rejects
-
-
-def _locate(value: Any, path: str) -> None:  # noqa: ANN401 - any caller value
-    # Runs only after a failure: walks down to the first value _convert rejects, so
-    # the fast path never builds path strings.
-    items: Any = ()
-    if type(value) is dict or isinstance(value, Mapping):
-        for key in value:
-            try:
-                if type(key) is not str:
-                    _json_key(key, value)
-            except _InvalidValueError as bad:  # noqa: PERF203 - runs only to report an error
-                raise ValidationError(f"{path}[{key!r}]", bad.reason) from None
-        items = ((f"{path}.{key}", item) for key, item in value.items())
-    elif isinstance(value, (list, tuple, set, frozenset)) and not isinstance(value, Enum):
-        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
-    elif isinstance(value, Enum):
-        items = ((path, value.value),)
-    for item_path, item in items:
-        try:
-            _convert(item)
-        except _InvalidValueError:  # noqa: PERF203 - runs only to report an error
-            _locate(item, item_path)
-    try:
-        _convert(value)
-    except _InvalidValueError as bad:
-        raise ValidationError(path, bad.reason) from None
+        return _convert(value, 0)
+    except (_InvalidValueError, RecursionError):
+        found, problem = locate(value, path, _conversion_problem, _key_problem)
+        raise ValidationError(found, problem.reason) from problem.__cause__
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-"""Types sent as they are.  Non-finite floats are caught by the encoder (allow_nan=False)."""
+"""Types sent as they are.  Non-finite floats and huge ints are caught by the encoder."""
 
 
-def _convert(value: Any) -> Any:  # noqa: ANN401 - any caller value
+def _convert(value: Any, depth: int) -> Any:  # noqa: ANN401 - any caller value
     # The hot path: leaves of a plain type are taken as they are without a call.
     kind = type(value)
-    if kind is dict:
-        return {
-            (key if type(key) is str else _json_key(key, value)): (item if type(item) in _PLAIN else _convert(item))
-            for key, item in value.items()
-        }
     if kind in _PLAIN:
         return value
+    if depth >= MAX_DEPTH:
+        raise _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels (or a circular reference)")
+    depth += 1
+    if kind is dict:
+        return {
+            (key if type(key) is str else _json_key(key, value)): (
+                item if type(item) in _PLAIN else _convert(item, depth)
+            )
+            for key, item in value.items()
+        }
     if kind is list or kind is tuple:
-        return [item if type(item) in _PLAIN else _convert(item) for item in value]
-    return _convert_other(value)
+        return [item if type(item) in _PLAIN else _convert(item, depth) for item in value]
+    try:
+        return _convert_other(value, depth)
+    except _InvalidValueError:
+        raise
+    except RecursionError:
+        raise
+    except Exception as exc:
+        raise _InvalidValueError(f"{type(value).__name__} could not be converted: {_describe(exc)}") from exc
 
 
-def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 - one branch per row of the table
+def _convert_other(value: Any, depth: int) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 - one branch per row of the table
     if isinstance(value, Enum):
-        return _convert(value.value)
+        return _convert(value.value, depth)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
@@ -143,7 +158,7 @@ def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 -
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        return str(value)
+        return _caller_str(value)
     if isinstance(value, dt.datetime):
         return format_datetime(value)
     if isinstance(value, (dt.date, dt.time)):
@@ -160,9 +175,9 @@ def _convert_other(value: Any) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 -
         except UnicodeDecodeError:
             raise _InvalidValueError("bytes are not valid UTF-8") from None
     if isinstance(value, Mapping):
-        return _convert(dict(value))
+        return _convert(dict(value), depth - 1)
     if isinstance(value, (set, frozenset, list, tuple)):
-        return [_convert(item) for item in value]
+        return [_convert(item, depth) for item in value]
     raise _InvalidValueError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -170,33 +185,44 @@ def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - an
     # Keys become strings the way json.dumps writes them, so the wire matches the
     # official library's: 1 -> "1", 1.5 -> "1.5", True -> "true".
     if isinstance(key, str):
-        return str(key)
-    if isinstance(key, (bool, int, float)) and not isinstance(key, Enum):
-        if isinstance(key, float) and not math.isfinite(key):
-            raise _InvalidValueError("a dict key must be a finite number")
-        text = _encode(key)
-    else:
+        return _caller_str(key)
+    if not isinstance(key, (bool, int, float)) or isinstance(key, Enum):
         raise _InvalidValueError(f"dict keys must be str, int, float or bool, not {type(key).__name__}")
-    if text in mapping:
-        raise _InvalidValueError(f"key {key!r} collides with key {text!r} once made a string")
+    if isinstance(key, float) and not math.isfinite(key):
+        raise _InvalidValueError("a dict key must be a finite number")
+    try:
+        text = _encode(key)
+        collides = text in mapping
+    except Exception as exc:
+        raise _InvalidValueError(f"dict key could not be made a string: {_describe(exc)}") from exc
+    if collides:
+        raise _InvalidValueError(f"key {safe_repr(key)} collides with key {text!r} once made a string")
     return text
+
+
+def _caller_str(value: str) -> str:
+    # A str subclass is sent as the plain str it is; its own __str__ may fail.
+    try:
+        return str(value)
+    except Exception as exc:
+        raise _InvalidValueError(f"str subclass could not be converted: {_describe(exc)}") from exc
+
+
+# -- encoding -----------------------------------------------------------------------
 
 
 def encode_message(message: dict[str, Any]) -> bytes:
     """Serialize one converted message to compact UTF-8 JSON and check its size.
 
     Raises :class:`MessageTooLargeError` when it is over :data:`MAX_MESSAGE_BYTES`,
-    and :class:`ValidationError`, naming the path, for a NaN or infinite number or
-    text that cannot be UTF-8 (a lone surrogate).
+    and :class:`ValidationError`, naming the path, for a NaN or infinite number, an
+    int too long to print or text that cannot be UTF-8 (a lone surrogate).
     """
     try:
         data = _encode_dict(message).encode("utf-8")
-    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
-        if isinstance(exc, UnicodeEncodeError):
-            path, _ = _find(message, "", _not_utf8) or ("message", None)
-            raise ValidationError(path, "text is not valid Unicode (lone surrogate)") from exc
-        path, value = _find(message, "", _not_finite) or ("message", "a number")
-        raise ValidationError(path, f"{value!r} is not a valid JSON number") from exc
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError too
+        found, problem = locate(message, "", _encoding_problem, _encoding_key_problem)
+        raise ValidationError(found or "message", problem.reason) from problem.__cause__
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
     return data
@@ -207,37 +233,118 @@ def decode_messages(encoded: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(data) for data in encoded]
 
 
-def _not_finite(value: object) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _not_utf8(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
+def _encoding_problem(value: object, _depth: int = 0) -> _InvalidValueError | None:
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _find(value: Any, path: str, bad: Callable[[Any], bool]) -> tuple[str, Any] | None:  # noqa: ANN401
-    """Return the path and value of the first value for which ``bad`` is true."""
-    if bad(value):
-        return path, value
-    children: Any = ()
-    if isinstance(value, dict):
-        for key in value:
-            if bad(key):
-                return f"{path}[{key!r}]", key
-        children = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
-    elif isinstance(value, list):
-        children = ((f"{path}[{index}]", item) for index, item in enumerate(value))
-    for child_path, item in children:
-        found = _find(item, child_path, bad)
-        if found is not None:
-            return found
+        _encode(value).encode("utf-8")
+    except (ValueError, RecursionError) as exc:
+        if isinstance(value, float):
+            problem = _InvalidValueError(f"{value!r} is not a valid JSON number")
+        elif isinstance(value, int):
+            problem = _InvalidValueError(f"an int of {value.bit_length()} bits has too many digits to send")
+        elif isinstance(value, str):
+            problem = _InvalidValueError("text is not valid Unicode (lone surrogate)")
+        else:
+            problem = _InvalidValueError(_describe(exc))
+        problem.__cause__ = exc
+        return problem
     return None
+
+
+def _encoding_key_problem(key: object, _: Mapping[Any, Any]) -> _InvalidValueError | None:
+    return _encoding_problem(key)
+
+
+def _conversion_problem(value: object, depth: int) -> _InvalidValueError | None:
+    try:
+        _convert(value, depth)
+    except _InvalidValueError as exc:
+        return exc
+    except RecursionError as exc:  # pragma: no cover - the depth limit comes first
+        problem = _InvalidValueError("nested too deep to convert")
+        problem.__cause__ = exc
+        return problem
+    return None
+
+
+def _key_problem(key: object, mapping: Mapping[Any, Any]) -> _InvalidValueError | None:
+    if type(key) is str:
+        return None
+    try:
+        _json_key(key, mapping)
+    except _InvalidValueError as exc:
+        return exc
+    return None
+
+
+Problem = Callable[[object, int], "_InvalidValueError | None"]
+"""Whether a subtree, at a depth, cannot be sent: its problem, or None."""
+KeyProblem = Callable[[object, Mapping[Any, Any]], "_InvalidValueError | None"]
+"""Whether a dict key cannot be sent: its problem, or None."""
+
+
+def locate(value: object, path: str, problem: Problem, key_problem: KeyProblem) -> tuple[str, _InvalidValueError]:
+    """Return the path and problem of the first bad value at or below ``value``.
+
+    The one walk behind every "which value was it?" answer.  It runs only after a
+    conversion or an encoding failed, so the fast paths never build path strings.
+    At each level it goes down into the first bad key or child; it stops at
+    :data:`MAX_DEPTH` and reports a container met again on the way down as a circular
+    reference, so it never recurses and never runs without bound.
+    """
+    ancestors: list[int] = []
+    node, node_path = value, path
+    while True:
+        depth = len(ancestors)
+        if id(node) in ancestors:
+            return node_path, _InvalidValueError("circular reference: a container contains itself")
+        if depth >= MAX_DEPTH:
+            return node_path, _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels")
+        ancestors.append(id(node))
+        try:
+            step = _first_bad_child(node, node_path, depth + 1, problem, key_problem)
+        except Exception as exc:  # noqa: BLE001 - walking a caller's object may fail like converting it
+            found = _InvalidValueError(f"{type(node).__name__} could not be read: {_describe(exc)}")
+            found.__cause__ = exc
+            return node_path, found
+        if step is None:
+            return node_path, problem(node, depth) or _InvalidValueError("value cannot be sent")
+        node_path, child = step
+        if isinstance(child, _InvalidValueError):
+            return node_path, child
+        node = child
+
+
+def _first_bad_child(
+    node: object, path: str, depth: int, problem: Problem, key_problem: KeyProblem
+) -> tuple[str, object] | None:
+    """Return ``(path, child)`` of the first bad child, ``(path, problem)`` of a bad key, or None."""
+    if isinstance(node, Enum):
+        return (path, node.value) if problem(node.value, depth) else None
+    if isinstance(node, Mapping):
+        return _first_bad_item(node, path, depth, problem, key_problem)
+    if isinstance(node, (list, tuple, set, frozenset)):
+        for index, item in enumerate(node):
+            if problem(item, depth) is not None:
+                return f"{path}[{index}]", item
+    return None
+
+
+def _first_bad_item(
+    node: Mapping[Any, Any], path: str, depth: int, problem: Problem, key_problem: KeyProblem
+) -> tuple[str, object] | None:
+    for key in node:
+        found = key_problem(key, node)
+        if found is not None:
+            return f"{path}[{safe_repr(key)}]", found
+    for key, item in node.items():
+        if problem(item, depth) is not None:
+            if type(key) is str:
+                return (f"{path}.{key}" if path else key), item
+            return f"{path}[{safe_repr(key)}]", item
+    return None
+
+
+# -- request bodies ---------------------------------------------------------------------
 
 
 class Envelope:
@@ -245,7 +352,7 @@ class Envelope:
 
     ``render(messages)`` returns ``{"batch":[...],"sentAt":"<now>","writeKey":"..."}``
     as bytes, stamping ``sentAt`` at the moment of the call, so each HTTP attempt
-    carries its own.
+    carries its own.  Its ``repr`` never shows the write key.
     """
 
     __slots__ = ("_prefix", "_suffix", "overhead")
@@ -256,12 +363,52 @@ class Envelope:
         self.overhead = len(self._prefix) + len(b'],"sentAt":"') + len(now_iso()) + len(self._suffix)
         """Bytes a body adds around its messages (the separating commas excepted)."""
 
+    def __repr__(self) -> str:
+        return "<Envelope>"
+
     def render(self, messages: list[bytes]) -> bytes:
         """Return the request body for ``messages``, with ``sentAt`` stamped now."""
         return b"".join(
             (self._prefix, b",".join(messages), b'],"sentAt":"', now_iso().encode("ascii"), self._suffix),
         )
 
-    def body_size(self, count: int, message_bytes: int) -> int:
-        """Return the size of a body holding ``count`` messages of ``message_bytes`` in all."""
-        return self.overhead + message_bytes + max(count - 1, 0)
+    def buffer(self) -> RequestBuffer:
+        """Return an empty :class:`RequestBuffer` for bodies of this envelope."""
+        return RequestBuffer(self.overhead)
+
+
+class RequestBuffer:
+    """Serialized messages waiting to go out as one request, within Segment's limits.
+
+    :meth:`fits` says whether one more message keeps the body at or below
+    :data:`MAX_REQUEST_BYTES` and :data:`MAX_REQUEST_MESSAGES`; only the bytes are
+    kept, so memory holds about one request.
+    """
+
+    __slots__ = ("_overhead", "_size", "encoded")
+
+    def __init__(self, overhead: int) -> None:
+        self._overhead = overhead
+        self._size = 0
+        self.encoded: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def fits(self, data: bytes) -> bool:
+        """Whether ``data`` can join the pending request (always, when it is empty)."""
+        count = len(self.encoded)
+        return not count or (
+            count < MAX_REQUEST_MESSAGES
+            and self._overhead + self._size + len(data) + count <= MAX_REQUEST_BYTES
+        )
+
+    def add(self, data: bytes) -> None:
+        """Add one serialized message."""
+        self.encoded.append(data)
+        self._size += len(data)
+
+    def take(self) -> list[bytes]:
+        """Return the pending messages and empty the buffer."""
+        encoded, self.encoded, self._size = self.encoded, [], 0
+        return encoded

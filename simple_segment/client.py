@@ -2,91 +2,25 @@
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from ._batch import Batch
 from ._calls import Calls, Result
-from ._messages import Message
-from ._transport import Delivered, Transport
+from ._delivery import Delivery
+from ._messages import Message, Properties
+from ._options import BeforeSend, OnError, Options, Timeout
+from ._transport import Transport
 from ._version import VERSION
-from ._wire import Envelope, decode_messages, encode_message
-from .errors import ConfigurationError, DeliveryError
+from ._wire import Envelope
 
-if TYPE_CHECKING:
-    from ._batch import Batch
-
-__all__ = ["DEFAULT_HOST", "Client", "OnError"]
+__all__ = ["Client"]
 
 log = logging.getLogger("simple_segment")
 
-DEFAULT_HOST = "https://api.segment.io"
-DEFAULT_TIMEOUT = 15.0
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_TOTAL_TIMEOUT = 30.0
-DEFAULT_BACKOFF_FACTOR = 0.5
+USER_AGENT = f"simple_segment/{VERSION}"
 
-OnError = Callable[[Exception, list[Message]], Any]
-"""``on_error(exception, messages)``: called instead of raising when delivery fails."""
-
-Sink = Callable[[list[Message]], None]
-_sinks: list[Sink] = []
-"""Recorders installed by :func:`simple_segment.testing.capture`: while any is present,
-clients hand their messages to them instead of the network."""
-
-
-def normalize_host(host: str | None) -> str:
-    """Return the base URL for ``host``.
-
-    ``None`` is Segment's default; a bare host name (``events.eu1.segmentapis.com``)
-    means https; a trailing slash is dropped; ``http://`` is accepted when written
-    out (local endpoints) and any other scheme is a :class:`ConfigurationError`.
-    """
-    if host is None:
-        return DEFAULT_HOST
-    if not isinstance(host, str) or not host.strip():
-        raise ConfigurationError("host", "must be a non-empty str such as 'https://api.segment.io'")
-    text = host.strip()
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigurationError("host", f"scheme {parts.scheme!r} is not supported; use https:// (or http:// locally)")
-    if not parts.hostname or parts.query or parts.fragment:
-        raise ConfigurationError("host", f"{host!r} is not a base URL such as 'https://api.segment.io'")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        log.warning("host %s is plain http: the write key crosses the network unencrypted", text)
-    return text
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _number(name: str, value: object, *, minimum: float = 0.0, integer: bool = False) -> float:
-    valid = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, valid) or value < minimum:
-        kind = "an int" if integer else "a number"
-        raise ConfigurationError(name, f"must be {kind} >= {minimum:g}, got {value!r}")
-    return value
-
-
-Timeout = float | tuple[float, float]
-
-
-def _timeout(value: object) -> Timeout:
-    if isinstance(value, (tuple, list)) and len(value) == 2:  # noqa: PLR2004 - (connect, read)
-        return (_number("timeout", value[0], minimum=0.001), _number("timeout", value[1], minimum=0.001))
-    return _number("timeout", value, minimum=0.001)
+_D = Options
+"""The defaults (class attributes of :class:`Options`), for the signature below."""
 
 
 class Client(Calls):
@@ -106,95 +40,192 @@ class Client(Calls):
     ``max_rate_limit_duration`` the longest Retry-After wait accepted.
 
     A failed delivery raises a :class:`~simple_segment.DeliveryError`, or, when
-    ``on_error`` is given, calls ``on_error(exception, messages)`` and returns
-    ``(False, msg)``.  With ``send=False`` (or ``stub=True``) messages are validated and
-    built but nothing is sent.
+    ``on_error`` is given (any falsy value means none, as in the official library),
+    calls ``on_error(exception, messages)`` and returns ``(False, msg)``.  With
+    ``send=False`` (or ``stub=True``) messages are validated and built but nothing is
+    sent.  ``before_send(msg)`` sees every message after validation and returns it
+    (possibly changed) or None to drop it; a dropped message's call returns
+    ``(False, msg)``.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
     read once, when the client is made.
 
-    A client may be shared by threads and survives ``os.fork()``: the child opens its
-    own connections.
+    Options are validated here (:class:`~simple_segment.ConfigurationError` names a bad
+    one) and are read-only afterwards: make a new client to change them.  A client may
+    be shared by threads and survives ``os.fork()``: the child opens its own
+    connections.
     """
+
+    DefaultConfig = Options
+    """The defaults, under the official name: ``Client.DefaultConfig.timeout`` and so on."""
+
+    log = log
+    """The library's logger (``logging.getLogger("simple_segment")``), as the official ``Client.log``."""
+
+    consumers = None
+    """Always None: there are no consumer threads (the official sync mode's value)."""
 
     def __init__(  # noqa: PLR0913 - the official signature, plus keyword-only extras
         self,
-        write_key: str | None = None,
-        host: str | None = None,
-        debug: bool = False,  # noqa: FBT001, FBT002 - official positional signature
-        max_queue_size: int = 10000,
-        send: bool = True,  # noqa: FBT001, FBT002
-        on_error: OnError | None = None,
-        gzip: bool = False,  # noqa: FBT001, FBT002
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        sync_mode: bool = False,  # noqa: FBT001, FBT002, ARG002 - accepted, no effect
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        proxies: dict[str, str] | None = None,
-        thread: int = 1,  # noqa: ARG002 - accepted, no effect
-        upload_size: int = 100,  # noqa: ARG002 - accepted, no effect
-        upload_interval: float = 0.5,  # noqa: ARG002 - accepted, no effect
-        log_handler: logging.Handler | None = None,
-        oauth_client_id: str | None = None,
-        oauth_client_key: str | None = None,
-        oauth_key_id: str | None = None,
-        oauth_auth_server: str = "https://oauth2.segment.io",  # noqa: ARG002 - accepted, unsupported
-        oauth_scope: str = "tracking_api:write",  # noqa: ARG002 - accepted, unsupported
-        max_total_backoff_duration: float = 43200,
-        max_rate_limit_duration: float = 1800,
+        write_key: str | None = _D.write_key,
+        host: str | None = _D.host,
+        debug: bool = _D.debug,  # noqa: FBT001 - official positional signature
+        max_queue_size: int = _D.max_queue_size,
+        send: bool = _D.send,  # noqa: FBT001
+        on_error: OnError | None = _D.on_error,
+        gzip: bool = _D.gzip,  # noqa: FBT001
+        max_retries: int = _D.max_retries,
+        sync_mode: bool = _D.sync_mode,  # noqa: FBT001
+        timeout: Timeout = _D.timeout,
+        proxies: dict[str, str] | None = _D.proxies,  # type: ignore[assignment]
+        thread: int = _D.thread,
+        upload_size: int = _D.upload_size,
+        upload_interval: float = _D.upload_interval,
+        log_handler: logging.Handler | None = _D.log_handler,
+        oauth_client_id: str | None = _D.oauth_client_id,
+        oauth_client_key: str | None = _D.oauth_client_key,
+        oauth_key_id: str | None = _D.oauth_key_id,
+        oauth_auth_server: str = _D.oauth_auth_server,
+        oauth_scope: str = _D.oauth_scope,
+        max_total_backoff_duration: float = _D.max_total_backoff_duration,
+        max_rate_limit_duration: float = _D.max_rate_limit_duration,
         *,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
-        verify: bool | str = True,
+        total_timeout: float = _D.total_timeout,
+        backoff_factor: float = _D.backoff_factor,
+        verify: bool | str = _D.verify,
+        before_send: BeforeSend | None = _D.before_send,
         stub: bool = False,
     ) -> None:
-        if not isinstance(write_key, str) or not write_key:
-            raise ConfigurationError("write_key", "is required: a non-empty str (your source's write key)")
-        if on_error is not None and not callable(on_error):
-            raise ConfigurationError("on_error", "must be callable as on_error(exception, messages)")
-        if proxies is not None and not isinstance(proxies, dict):
-            raise ConfigurationError("proxies", "must be a dict such as {'https': 'http://proxy:3128'}")
-        self.host = normalize_host(host)
-        self.url = f"{self.host}/v1/batch"
-        self.send = bool(send) and not stub
-        self.on_error = on_error
-        self.gzip = bool(gzip)
-        self.debug = bool(debug)
-        self.timeout = _timeout(timeout)
-        self.max_retries = int(_number("max_retries", max_retries, integer=True))
-        self.total_timeout = _number("total_timeout", total_timeout, minimum=0.001)
-        self.backoff_factor = _number("backoff_factor", backoff_factor)
-        self.max_queue_size = max_queue_size
-        self.proxies = proxies
-        self.verify = verify
-        self._write_key = write_key
-        self._envelope = Envelope(write_key)
-        transport_options: dict[str, Any] = {
-            "timeout": self.timeout,
-            "total_timeout": self.total_timeout,
-            "max_retries": self.max_retries,
-            "backoff_factor": self.backoff_factor,
-            "max_total_backoff": _number("max_total_backoff_duration", max_total_backoff_duration),
-            "max_rate_limit_wait": _number("max_rate_limit_duration", max_rate_limit_duration),
-            "gzip": self.gzip,
-            "proxies": proxies,
-            "verify": verify,
-        }
+        options = Options(
+            write_key=write_key,
+            host=host,
+            debug=debug,
+            max_queue_size=max_queue_size,
+            send=bool(send) and not stub,
+            on_error=on_error,
+            gzip=gzip,
+            max_retries=max_retries,
+            sync_mode=sync_mode,
+            timeout=timeout,
+            proxies=proxies,
+            thread=thread,
+            upload_size=upload_size,
+            upload_interval=upload_interval,
+            log_handler=log_handler,
+            oauth_client_id=oauth_client_id,
+            oauth_client_key=oauth_client_key,
+            oauth_key_id=oauth_key_id,
+            oauth_auth_server=oauth_auth_server,
+            oauth_scope=oauth_scope,
+            max_total_backoff_duration=max_total_backoff_duration,
+            max_rate_limit_duration=max_rate_limit_duration,
+            total_timeout=total_timeout,
+            backoff_factor=backoff_factor,
+            verify=verify,
+            before_send=before_send,
+        )
+        self._options = options
         # Made now, so proxy and CA variables are read when the client is (documented).
-        self._transport = Transport(self.url, write_key, user_agent=f"simple_segment/{VERSION}", **transport_options)
-        if oauth_client_id or oauth_client_key or oauth_key_id:
+        self._transport = Transport(options, user_agent=USER_AGENT)
+        self._delivery = Delivery(
+            envelope=Envelope(options.write_key or ""),
+            transport=self._transport,
+            send=options.send,
+            on_error=options.on_error,
+            before_send=options.before_send,
+        )
+        if options.oauth:
             log.warning("OAuth is not supported by simple_segment; sending with the write key (Basic auth)")
-        if log_handler is not None and log_handler not in log.handlers:
-            log.addHandler(log_handler)
-        if debug:
-            log.setLevel(logging.DEBUG)
-            if log_handler is None and not log.handlers:
-                log.addHandler(logging.StreamHandler())
+        _configure_logging(options)
+
+    # -- the official attributes, read-only -------------------------------------------
+
+    @property
+    def options(self) -> Options:
+        """Every option of this client, validated (read-only)."""
+        return self._options
 
     @property
     def write_key(self) -> str:
         """The source's write key (never shown by ``repr``, logs or errors)."""
-        return self._write_key
+        return self._options.write_key or ""
+
+    @property
+    def host(self) -> str:
+        """The base URL requests go to, e.g. ``https://api.segment.io``."""
+        return self._options.host or ""
+
+    @property
+    def url(self) -> str:
+        """Where batches are posted: ``{host}/v1/batch``."""
+        return self._options.url
+
+    @property
+    def on_error(self) -> OnError | None:
+        """``on_error(exception, messages)``, or None (errors are raised)."""
+        return self._options.on_error
+
+    @property
+    def before_send(self) -> BeforeSend | None:
+        """``before_send(msg)``, or None."""
+        return self._options.before_send
+
+    @property
+    def debug(self) -> bool:
+        """Whether debug logging was switched on."""
+        return self._options.debug
+
+    @property
+    def send(self) -> bool:
+        """False when messages are built and validated but not sent."""
+        return self._options.send
+
+    @property
+    def sync_mode(self) -> bool:
+        """As given; every call is synchronous whatever its value."""
+        return self._options.sync_mode
+
+    @property
+    def gzip(self) -> bool:
+        """Whether request bodies are gzip-compressed."""
+        return self._options.gzip
+
+    @property
+    def timeout(self) -> Timeout:
+        """Seconds per attempt: a number or a ``(connect, read)`` pair."""
+        return self._options.timeout
+
+    @property
+    def total_timeout(self) -> float:
+        """Seconds for a whole call, every attempt and wait included."""
+        return self._options.total_timeout
+
+    @property
+    def proxies(self) -> dict[str, str] | None:
+        """The proxies given (the environment's are also honoured)."""
+        proxies = self._options.proxies
+        return None if proxies is None else dict(proxies)
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after a failed attempt."""
+        return self._options.max_retries
+
+    @property
+    def max_total_backoff_duration(self) -> float:
+        """Cap on the total time spent waiting between attempts."""
+        return self._options.max_total_backoff_duration
+
+    @property
+    def max_rate_limit_duration(self) -> float:
+        """The longest Retry-After wait accepted."""
+        return self._options.max_rate_limit_duration
+
+    @property
+    def max_queue_size(self) -> int:
+        """As given; there is no queue."""
+        return self._options.max_queue_size
 
     def __repr__(self) -> str:
         return f"<simple_segment.Client host={self.host!r} send={self.send}>"
@@ -202,50 +233,16 @@ class Client(Calls):
     # -- sending --------------------------------------------------------------------
 
     def _emit(self, msg: Message) -> Result:
-        data = encode_message(msg)
-        log.debug("sending %s", msg)
-        if not self.send and not _sinks:
-            return True, msg
-        try:
-            self._deliver([data], [msg])
-        except DeliveryError as exc:
-            if self.on_error is None:
-                raise
-            self.on_error(exc, [msg])
-            return False, msg
-        return True, msg
+        return self._delivery.emit(msg)
 
-    def _deliver(self, encoded: list[bytes], messages: list[Message] | None = None) -> Delivered | None:
-        """POST one request holding the serialized messages ``encoded``.
-
-        Returns None when nothing went on the wire (``send=False``, or a
-        :func:`~simple_segment.testing.capture` is open).  A :class:`DeliveryError`
-        leaves with ``.messages`` set to the messages (``messages``, or ``encoded``
-        decoded again when not given: a batch keeps only the bytes).
-        """
-        if _sinks:
-            captured = messages if messages is not None else decode_messages(encoded)
-            for sink in tuple(_sinks):
-                sink(captured)
-            return None
-        if not self.send:
-            return None
-        try:
-            return self._transport.post(functools.partial(self._envelope.render, encoded))
-        except DeliveryError as exc:
-            exc.messages = list(messages) if messages is not None else decode_messages(encoded)
-            raise
-
-    def batch(self, context: dict[str, Any] | None = None, integrations: dict[str, Any] | None = None) -> Batch:
+    def batch(self, context: Properties | None = None, integrations: Properties | None = None) -> Batch:
         """Return a batch: ``with client.batch() as batch:`` posts its calls together.
 
         ``context`` and ``integrations`` apply to every message of the batch, under
         the message's own values (a key the message sets wins).  See
         :class:`~simple_segment.Batch`.
         """
-        from ._batch import Batch  # noqa: PLC0415 - Batch builds on Client
-
-        return Batch(self, context=context, integrations=integrations)
+        return Batch(self._delivery, context=context, integrations=integrations)
 
     # -- the official lifecycle -----------------------------------------------------
 
@@ -271,3 +268,13 @@ class Client(Calls):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _configure_logging(options: Options) -> None:
+    handler = options.log_handler
+    if handler is not None and handler not in log.handlers:
+        log.addHandler(handler)
+    if options.debug:
+        log.setLevel(logging.DEBUG)
+        if handler is None and not log.handlers:
+            log.addHandler(logging.StreamHandler())

@@ -6,27 +6,34 @@ Every error this library raises is a :class:`SegmentError`::
     ├── ValidationError(SegmentError, ValueError, AssertionError)   bad input, raised before any I/O
     │   ├── MessageTooLargeError(ValidationError, RuntimeError)     one message over 32 KB
     │   └── ConfigurationError(ValidationError)                     bad write_key / host / option
-    ├── DeliveryError(SegmentError)                                 a request was not delivered
-    │   ├── APIError(DeliveryError)                                 Segment answered non-2xx
-    │   │   ├── ServerError(APIError, RetryableError)               408 / 5xx after retries
-    │   │   └── RateLimitError(APIError, RetryableError)            429 after retries
-    │   ├── TransportError(DeliveryError, RetryableError)           no answer: connection, timeout
-    │   └── BatchDeliveryError(DeliveryError)                       a batch() block lost requests
-    └── RetryableError(SegmentError)                                marker: trying later may work
+    ├── DeliveryError(SegmentError)                                 messages were not delivered
+    │   ├── APIError(DeliveryError)                                 Segment answered non-2xx (permanent)
+    │   │   ├── ServerError(APIError, RetryableError)               408 / retryable 5xx
+    │   │   └── RateLimitError(APIError, RetryableError)            429
+    │   ├── TransportError(DeliveryError)                           no answer, and trying again will not help:
+    │   │   │                                                        TLS certificate, unusable URL or proxy
+    │   │   └── NetworkError(TransportError, RetryableError)        no answer: refused, reset, timeout, DNS,
+    │   │                                                            the time budget ran out
+    │   └── BatchDeliveryError(DeliveryError)                       a batch() block lost messages (permanent)
+    │       └── RetryableBatchDeliveryError(BatchDeliveryError, RetryableError)
+    └── RetryableError(SegmentError)                                marker: sending the same later may work
 
 ``ValidationError`` is also an ``AssertionError`` and ``MessageTooLargeError`` a
 ``RuntimeError``, the types the official library raises, so existing ``except``
-clauses keep working.  ``RetryableError`` is a marker base: ``except RetryableError``
+clauses keep working.  ``RetryableError`` is the marker: ``except RetryableError``
 (or Celery's ``autoretry_for=(RetryableError,)``) catches exactly the failures that
-may succeed later; every other :class:`DeliveryError` is permanent.
+may succeed later, and ``error.retryable`` is ``isinstance(error, RetryableError)``.
 
 The classes take plain values (status, code, headers, text) and import nothing from
-the HTTP stack.  Each one pickles and unpickles with its attributes, because task
-queues such as Celery store exceptions.
+the HTTP stack.  Every attribute lives in ``args``, in the order of the constructor's
+parameters, so an error rebuilds from its ``args`` alone: ``type(e)(*e.args)`` (after
+a JSON round trip too, as Celery's JSON result backend does) and ``pickle`` give back
+the same status, code, message, attempts and messages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -35,7 +42,9 @@ __all__ = [
     "ConfigurationError",
     "DeliveryError",
     "MessageTooLargeError",
+    "NetworkError",
     "RateLimitError",
+    "RetryableBatchDeliveryError",
     "RetryableError",
     "SegmentError",
     "ServerError",
@@ -43,21 +52,19 @@ __all__ = [
     "ValidationError",
 ]
 
+Messages = Sequence[dict[str, Any]]
+
 
 class SegmentError(Exception):
     """Base class of every error raised by simple_segment."""
-
-    __module__ = "simple_segment"
 
 
 class RetryableError(SegmentError):
     """Marker base: the same messages may be delivered if sent again later.
 
-    Raised errors that derive from it: :class:`TransportError`, :class:`ServerError`
-    and :class:`RateLimitError`.
+    Raised errors that derive from it: :class:`ServerError`, :class:`RateLimitError`,
+    :class:`NetworkError` and :class:`RetryableBatchDeliveryError`.
     """
-
-    __module__ = "simple_segment"
 
 
 class ValidationError(SegmentError, ValueError, AssertionError):
@@ -67,12 +74,18 @@ class ValidationError(SegmentError, ValueError, AssertionError):
     ``reason`` the rule it broke.
     """
 
-    __module__ = "simple_segment"
-
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(field, reason)
-        self.field = field
-        self.reason = reason
+
+    @property
+    def field(self) -> str:
+        """The path of the offending value or option."""
+        return str(self.args[0])
+
+    @property
+    def reason(self) -> str:
+        """The rule it broke."""
+        return str(self.args[1])
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -81,19 +94,32 @@ class ValidationError(SegmentError, ValueError, AssertionError):
 class MessageTooLargeError(ValidationError, RuntimeError):
     """A serialized message is larger than Segment accepts (32 KB); nothing was sent."""
 
-    __module__ = "simple_segment"
-
     def __init__(self, size: int, limit: int, field: str = "message") -> None:
-        ValidationError.__init__(self, field, f"serialized size {size} bytes exceeds the {limit} byte limit")
-        self.args = (size, limit, field)
-        self.size = size
-        self.limit = limit
+        Exception.__init__(self, size, limit, field)
+
+    @property
+    def size(self) -> int:
+        """The serialized size in bytes."""
+        return int(self.args[0])
+
+    @property
+    def limit(self) -> int:
+        """The largest size accepted."""
+        return int(self.args[1])
+
+    @property
+    def field(self) -> str:
+        """Which message (``"message"``)."""
+        return str(self.args[2])
+
+    @property
+    def reason(self) -> str:
+        """The rule it broke."""
+        return f"serialized size {self.size} bytes exceeds the {self.limit} byte limit"
 
 
 class ConfigurationError(ValidationError):
     """A client option is missing or invalid (write_key, host, timeout, ...)."""
-
-    __module__ = "simple_segment"
 
 
 class DeliveryError(SegmentError):
@@ -101,93 +127,144 @@ class DeliveryError(SegmentError):
 
     ``messages`` lists the message dicts that were not delivered; ``attempts`` is how
     many HTTP attempts were made for them.  ``retryable`` tells whether sending the
-    same messages again later may succeed.
+    same messages again later may succeed (``isinstance(self, RetryableError)``).
     """
 
-    __module__ = "simple_segment"
+    def __init__(self, message: str, messages: Messages | None = None, attempts: int = 0) -> None:
+        super().__init__(message, list(messages or ()), attempts)
 
-    retryable = False
+    _MESSAGES = 1
+    """Where ``messages`` sits in ``args``."""
 
-    def __init__(self, message: str, *, messages: list[dict[str, Any]] | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
-        self.messages: list[dict[str, Any]] = list(messages or [])
-        self.attempts = attempts
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r}, messages=<{len(self.messages)}>, attempts={self.attempts})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.args, _picklable_state(self.__dict__)))
+        # Everything is in args; a live HTTP response (``APIError.response``) is not pickled.
+        return (type(self), self.args)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the same messages again later may work."""
+        return isinstance(self, RetryableError)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The messages that were not delivered."""
+        messages: list[dict[str, Any]] = self.args[self._MESSAGES]
+        return messages
+
+    @messages.setter
+    def messages(self, messages: Messages) -> None:
+        args = list(self.args)
+        args[self._MESSAGES] = list(messages)
+        self.args = tuple(args)
+
+    @property
+    def attempts(self) -> int:
+        """How many HTTP attempts were made."""
+        return int(self.args[self._MESSAGES + 1])
 
 
 class APIError(DeliveryError):
-    """Segment answered with a status that is not 2xx.
+    """Segment answered with a status that is not 2xx, and it is not worth retrying.
 
-    Compatible with the official library's ``APIError(status, code, message, response)``
-    and its ``str()``: ``[Segment] {code}: {message} ({status})``.  ``response`` is the
-    ``requests.Response`` when there was one (it is not pickled).  ``headers`` holds the
-    response headers as a plain dict.
+    Compatible with the official library's ``APIError(status, code, message)`` and its
+    ``str()``: ``[Segment] {code}: {message} ({status})``.  ``response`` is the HTTP
+    response when there was one (it is neither pickled nor in ``args``); ``headers``
+    holds the response headers as a plain dict.
     """
 
-    __module__ = "simple_segment"
-
-    def __init__(  # noqa: PLR0913 - the official positional signature plus keyword extras
+    def __init__(  # noqa: PLR0913 - the official positional signature, then every attribute
         self,
         status: int,
         code: str,
         message: str,
-        response: Any = None,  # noqa: ANN401 - a requests.Response; errors import no HTTP library
-        *,
+        response: Any = None,  # noqa: ANN401 - an HTTP response; errors import no HTTP library
         headers: dict[str, str] | None = None,
-        messages: list[dict[str, Any]] | None = None,
+        messages: Messages | None = None,
         attempts: int = 0,
     ) -> None:
-        DeliveryError.__init__(self, message, messages=messages, attempts=attempts)
-        self.args = (status, code, message)
-        self.status = status
-        self.code = code
-        self.message = message
+        Exception.__init__(self, status, code, message, None, dict(headers or {}), list(messages or ()), attempts)
         self.response = response
-        self.headers: dict[str, str] = dict(headers or {})
+
+    _MESSAGES = 5
+
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+        return int(self.args[0])
+
+    @property
+    def code(self) -> str:
+        """The ``code`` of Segment's answer (``"unknown"`` when it had none)."""
+        return str(self.args[1])
+
+    @property
+    def message(self) -> str:
+        """The ``message`` of Segment's answer, or the body's text."""
+        return str(self.args[2])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers."""
+        headers: dict[str, str] = self.args[4]
+        return headers
 
     def __str__(self) -> str:
         return f"[Segment] {self.code}: {self.message} ({self.status})"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.status}, {self.code!r}, {self.message!r}, "
+            f"messages=<{len(self.messages)}>, attempts={self.attempts})"
+        )
 
 
 class ServerError(APIError, RetryableError):
     """Segment answered 408 or a retryable 5xx, and retries did not get through."""
 
-    __module__ = "simple_segment"
-    retryable = True
-
 
 class RateLimitError(APIError, RetryableError):
     """Segment answered 429; ``retry_after`` is the wait it asked for in seconds, if any."""
-
-    __module__ = "simple_segment"
-    retryable = True
 
     def __init__(  # noqa: PLR0913 - APIError's signature plus retry_after
         self,
         status: int,
         code: str,
         message: str,
-        response: Any = None,  # noqa: ANN401 - a requests.Response; errors import no HTTP library
-        *,
-        retry_after: float | None = None,
+        response: Any = None,  # noqa: ANN401 - an HTTP response; errors import no HTTP library
         headers: dict[str, str] | None = None,
-        messages: list[dict[str, Any]] | None = None,
+        messages: Messages | None = None,
         attempts: int = 0,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(status, code, message, response, headers=headers, messages=messages, attempts=attempts)
-        self.retry_after = retry_after
+        super().__init__(status, code, message, response, headers, messages, attempts)
+        self.args = (*self.args, retry_after)
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked to wait (``Retry-After``), if it said."""
+        value = self.args[7]
+        return None if value is None else float(value)
 
 
-class TransportError(DeliveryError, RetryableError):
-    """No HTTP answer: connection refused or dropped, timeout, proxy or TLS failure.
+class TransportError(DeliveryError):
+    """No HTTP answer, and the same request will not get one later.
 
-    The underlying ``requests`` exception is chained as ``__cause__``.
+    A TLS failure (an untrusted certificate), an unusable URL or proxy setting.  The
+    underlying exception is chained as ``__cause__``.
     """
 
-    __module__ = "simple_segment"
-    retryable = True
+
+class NetworkError(TransportError, RetryableError):
+    """No HTTP answer, for a reason that may pass: refused, reset, timed out, DNS, time budget.
+
+    The underlying exception, if any, is chained as ``__cause__``.
+    """
 
 
 class BatchDeliveryError(DeliveryError):
@@ -198,38 +275,23 @@ class BatchDeliveryError(DeliveryError):
     sending after its first failed request).  Resending exactly these, with the same
     messageIds, completes the block; Segment de-duplicates on messageId.  ``sent`` is the
     number of messages the block delivered before the failure (a count, so a long block
-    keeps no copy of what it delivered).  ``__cause__`` is the error of the failed request,
-    and ``retryable`` is its ``retryable``.
+    keeps no copy of what it delivered).  ``__cause__`` is the error of the failed request.
+    When that error is retryable, the block raises :class:`RetryableBatchDeliveryError`.
     """
 
-    __module__ = "simple_segment"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        sent: int = 0,
-        unsent: list[dict[str, Any]] | None = None,
-        retryable: bool = False,
-        attempts: int = 0,
-    ) -> None:
-        super().__init__(message, messages=unsent, attempts=attempts)
-        self.sent = sent
-        self.retryable = retryable
+    def __init__(self, message: str, unsent: Messages | None = None, attempts: int = 0, sent: int = 0) -> None:
+        Exception.__init__(self, message, list(unsent or ()), attempts, sent)
 
     @property
     def unsent(self) -> list[dict[str, Any]]:
         """The messages that were not delivered (the same list as ``messages``)."""
         return self.messages
 
+    @property
+    def sent(self) -> int:
+        """How many messages the block delivered."""
+        return int(self.args[3])
 
-def _picklable_state(state: dict[str, Any]) -> dict[str, Any]:
-    # A live requests.Response holds sockets; it is dropped rather than pickled.
-    return {key: (None if key == "response" else value) for key, value in state.items()}
 
-
-def _rebuild(cls: type[DeliveryError], args: tuple[Any, ...], state: dict[str, Any]) -> DeliveryError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, *args)
-    error.__dict__.update(state)
-    return error
+class RetryableBatchDeliveryError(BatchDeliveryError, RetryableError):
+    """A ``batch()`` block lost messages to a failure that may pass (a retryable error)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -14,7 +15,9 @@ from simple_segment import (
     ConfigurationError,
     DeliveryError,
     MessageTooLargeError,
+    NetworkError,
     RateLimitError,
+    RetryableBatchDeliveryError,
     RetryableError,
     SegmentError,
     ServerError,
@@ -121,7 +124,7 @@ def test_exports() -> None:
     """The public names are importable from the package and listed in __all__."""
     for name in simple_segment.__all__:
         assert hasattr(simple_segment, name), name
-    assert simple_segment.Client.__module__ == "simple_segment.client"
+    assert simple_segment.Client.__module__ == "simple_segment"
     assert APIError.__module__ == "simple_segment"
     from simple_segment import testing
 
@@ -136,8 +139,12 @@ def test_exception_tree() -> None:
     assert issubclass(APIError, DeliveryError)
     assert issubclass(ServerError, (APIError, RetryableError))
     assert issubclass(RateLimitError, (APIError, RetryableError))
-    assert issubclass(TransportError, (DeliveryError, RetryableError))
+    assert issubclass(TransportError, DeliveryError)
+    assert not issubclass(TransportError, RetryableError)
+    assert issubclass(NetworkError, (TransportError, RetryableError))
     assert issubclass(BatchDeliveryError, DeliveryError)
+    assert not issubclass(BatchDeliveryError, RetryableError)
+    assert issubclass(RetryableBatchDeliveryError, (BatchDeliveryError, RetryableError))
     assert not issubclass(APIError, RetryableError)
     assert not issubclass(ValidationError, DeliveryError)
 
@@ -151,17 +158,26 @@ def test_exception_tree() -> None:
         APIError(400, "bad", "nope", None, messages=[{"a": 1}], attempts=1),
         ServerError(503, "unknown", "down", attempts=4),
         RateLimitError(429, "rate", "slow", retry_after=2.5, headers={"Retry-After": "2.5"}),
-        TransportError("refused", messages=[{"a": 1}], attempts=3),
-        BatchDeliveryError("failed", sent=10, unsent=[{"a": 1}], retryable=True, attempts=2),
+        TransportError("certificate", messages=[{"a": 1}], attempts=1),
+        NetworkError("refused", messages=[{"a": 1}], attempts=3),
+        BatchDeliveryError("failed", sent=10, unsent=[{"a": 1}], attempts=2),
+        RetryableBatchDeliveryError("failed", sent=10, unsent=[{"a": 1}], attempts=2),
     ],
 )
-def test_errors_pickle(error: SegmentError) -> None:
-    """Every error survives pickle with its type, attributes and text."""
-    copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is type(error)
-    assert str(copy) == str(error)
-    state = {k: v for k, v in vars(error).items() if k != "response"}
-    assert {k: v for k, v in vars(copy).items() if k != "response"} == state
+def test_errors_pickle_and_rebuild_from_args(error: SegmentError) -> None:
+    """Every error survives pickle, and a JSON round trip of its args, with its type, attributes and text."""
+    attributes = ("field", "reason", "size", "limit", "status", "code", "message", "headers", "retry_after",
+                  "messages", "attempts", "sent", "unsent", "retryable")
+
+    def state(exc: SegmentError) -> dict:
+        return {name: getattr(exc, name) for name in attributes if hasattr(exc, name)}
+
+    for copy in (pickle.loads(pickle.dumps(error)), type(error)(*json.loads(json.dumps(error.args)))):
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert state(copy) == state(error)
+    if isinstance(error, DeliveryError):
+        assert error.retryable is isinstance(error, RetryableError)
 
 
 def test_official_apierror_signature() -> None:

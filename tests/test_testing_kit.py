@@ -88,11 +88,56 @@ def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None
     """A test that uses none of the fixtures runs with no server and no capture."""
     pytester.makepyfile(
         """
-        from simple_segment import client
+        from simple_segment import _delivery
 
         def test_plain():
-            assert client._sinks == []
+            assert _delivery._recorders == ()
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_captured_batch_counts_like_a_real_run(fake_segment: FakeSegment) -> None:
+    """Inside capture(), a batch reports the messages, requests and bytes a real run would."""
+    properties = {"text": "x" * 2000}
+
+    def run(client: Client) -> tuple[int, int, int]:
+        with client.batch() as batch:
+            for _ in range(600):
+                batch.track("u", "E", properties, message_id="m")
+        return batch.messages_sent, batch.requests_sent, batch.bytes_sent
+
+    for gzip in (False, True):
+        with Client(WRITE_KEY, host=fake_segment.url, gzip=gzip) as client:
+            real = run(client)
+            with capture() as sent:
+                captured = run(client)
+        assert len(sent) == 600
+        assert real[:2] == captured[:2] == (600, 3)
+        assert abs(real[2] - captured[2]) < 100 * real[1]  # only sentAt and timestamps differ
+
+
+def test_send_false_clients_are_captured_too() -> None:
+    """capture() records what a send=False client tried to send; without capture it sends and counts nothing."""
+    client = Client(WRITE_KEY, send=False)
+    with client.batch() as batch:
+        batch.track("u", "Nowhere")
+    assert (batch.messages_sent, batch.requests_sent) == (0, 0)
+    with capture() as sent:
+        ok, msg = client.track("u", "Recorded")
+    assert ok is True
+    assert list(sent) == [msg]
+
+
+def test_capture_covers_other_threads(fake_segment: FakeSegment) -> None:
+    """Capturing is process-wide: a call made on another thread is recorded, not sent."""
+    import threading
+
+    client = Client(WRITE_KEY, host=fake_segment.url)
+    with capture() as sent:
+        thread = threading.Thread(target=client.track, args=("u", "From a thread"))
+        thread.start()
+        thread.join(10)
+    assert [m["event"] for m in sent] == ["From a thread"]
+    assert fake_segment.requests == []

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from simple_segment import client as _client_module
+from simple_segment._delivery import intercept
 from simple_segment._messages import Message
 
 __all__ = ["Captured", "capture"]
@@ -66,16 +66,16 @@ def capture() -> Iterator[Captured]:
     """Record every message that any client would send, and send nothing.
 
     Inside the block no client opens a connection: each call (and each batch request)
-    hands its messages here and succeeds.  Validation still runs, so bad arguments
-    raise as they would in production.  Capturing is process-wide; blocks may nest,
-    and each records what was sent while it was open.
+    hands its messages here and succeeds as if the server had accepted them, so a
+    batch counts ``messages_sent``, ``requests_sent`` and ``bytes_sent`` as a real run
+    would.  Validation and ``before_send`` still run, so bad arguments raise as they
+    would in production.  Clients made with ``send=False`` are captured too (the block
+    records what the code tried to send).  Capturing is process-wide (calls from every
+    thread are recorded, so nothing reaches the network); blocks may nest, and each
+    records what was sent while it was open.
     """
     captured = Captured()
-    sink = captured._record  # noqa: SLF001 - the recorder is this module's own
-    _client_module._sinks.append(sink)  # noqa: SLF001 - the hook exists for this function
-    try:
+    with intercept(captured._record):  # noqa: SLF001 - the recorder is this module's own
         yield captured
-    finally:
-        _client_module._sinks.remove(sink)  # noqa: SLF001
 
 

@@ -1,0 +1,265 @@
+"""Every option of a client, its default and its validation, defined once.
+
+:class:`Options` is read by :class:`~simple_segment.Client` (and is its
+``DefaultConfig``), by the module-level settings, by the transport and by the
+command line.  Its class attributes are the defaults; an instance is validated
+and normalized when it is made, so everything downstream can trust it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._messages import Message
+
+__all__ = ["DEFAULT_HOST", "BeforeSend", "OnError", "Options", "Timeout"]
+
+log = logging.getLogger("simple_segment")
+
+DEFAULT_HOST = "https://api.segment.io"
+"""Segment's Tracking API (the EU one is ``https://events.eu1.segmentapis.com``)."""
+
+Timeout = float | tuple[float, float]
+"""Seconds for one HTTP attempt: one number, or a ``(connect, read)`` pair."""
+
+OnError = Callable[[Exception, list[dict[str, Any]]], object]
+"""``on_error(exception, messages)``: called instead of raising when delivery fails."""
+
+BeforeSend = Callable[["Message"], "Message | None"]
+"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The options of a :class:`~simple_segment.Client`; the class attributes are the defaults.
+
+    The first 22 fields are the official ``segment.analytics.Client`` keywords, in
+    its order; ``Client.DefaultConfig`` is this class, so code that reads the
+    official defaults (``Client.DefaultConfig.timeout``) reads ours.  The queue
+    options (``max_queue_size``, ``sync_mode``, ``thread``, ``upload_size``,
+    ``upload_interval``) are kept for compatibility and have no effect.
+
+    Making an instance validates every field and normalizes ``host`` (to a base
+    URL), ``on_error`` (a falsy value means none, as in the official library) and
+    ``proxies``; a bad value raises :class:`~simple_segment.ConfigurationError`
+    naming the option.  Instances are immutable.
+    """
+
+    write_key: str | None = None
+    host: str | None = None
+    debug: bool = False
+    max_queue_size: int = 10000
+    send: bool = True
+    on_error: OnError | None = None
+    gzip: bool = False
+    max_retries: int = 3
+    sync_mode: bool = False
+    timeout: Timeout = 15.0
+    proxies: Mapping[str, str] | None = None
+    thread: int = 1
+    upload_size: int = 100
+    upload_interval: float = 0.5
+    log_handler: logging.Handler | None = None
+    oauth_client_id: str | None = None
+    oauth_client_key: str | None = None
+    oauth_key_id: str | None = None
+    oauth_auth_server: str = "https://oauth2.segment.io"
+    oauth_scope: str = "tracking_api:write"
+    max_total_backoff_duration: float = 43200.0
+    max_rate_limit_duration: float = 1800.0
+    # Ours, keyword-only on Client.
+    total_timeout: float = 30.0
+    backoff_factor: float = 0.5
+    verify: bool | str = True
+    before_send: BeforeSend | None = None
+
+    def __post_init__(self) -> None:
+        checked = {
+            "write_key": _write_key(self.write_key),
+            "host": normalize_host(self.host),
+            "on_error": _callable_or_none("on_error", self.on_error, "on_error(exception, messages)"),
+            "before_send": _callable_or_none("before_send", self.before_send, "before_send(msg)"),
+            "timeout": _timeout(self.timeout),
+            "total_timeout": _seconds("total_timeout", self.total_timeout, minimum=0.001),
+            "backoff_factor": _seconds("backoff_factor", self.backoff_factor),
+            "max_total_backoff_duration": _seconds("max_total_backoff_duration", self.max_total_backoff_duration),
+            "max_rate_limit_duration": _seconds("max_rate_limit_duration", self.max_rate_limit_duration),
+            "max_retries": _count("max_retries", self.max_retries),
+            "proxies": _proxies(self.proxies),
+            "verify": _verify(self.verify),
+            "oauth_auth_server": _oauth_server(self.oauth_auth_server),
+        }
+        for name in ("debug", "send", "gzip", "sync_mode"):
+            checked[name] = bool(getattr(self, name))
+        for name in ("oauth_client_id", "oauth_client_key", "oauth_key_id", "oauth_scope"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(name, f"must be a str, not {type(value).__name__}")
+        if self.log_handler is not None and not isinstance(self.log_handler, logging.Handler):
+            raise ConfigurationError("log_handler", "must be a logging.Handler")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def url(self) -> str:
+        """Where batches are posted: ``{host}/v1/batch``."""
+        return f"{self.host}/v1/batch"
+
+    @property
+    def oauth(self) -> bool:
+        """Whether the OAuth options are given (then they must all be)."""
+        return bool(self.oauth_client_id or self.oauth_client_key or self.oauth_key_id)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{field.name}={getattr(self, field.name)!r}"
+            for field in dataclasses.fields(self)
+            if field.name not in _SECRET
+        )
+        return f"Options({shown})"
+
+
+_SECRET = frozenset({"write_key", "oauth_client_key"})
+"""Never shown by ``repr``."""
+
+
+def names() -> tuple[str, ...]:
+    """Return the names of every option, in order."""
+    return tuple(field.name for field in dataclasses.fields(Options))
+
+
+# -- the checks -------------------------------------------------------------------
+
+
+def _write_key(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError("write_key", "is required: a non-empty str (your source's write key)")
+    if _CONTROL.search(value):
+        raise ConfigurationError("write_key", "must not contain control characters (a stray newline?)")
+    if value != value.strip():
+        raise ConfigurationError("write_key", "must not start or end with whitespace")
+    return value
+
+
+def normalize_host(host: object) -> str:
+    """Return the base URL for ``host``.
+
+    ``None`` is Segment's default; a bare host name (``events.eu1.segmentapis.com``)
+    means https; a trailing slash is dropped; ``http://`` is accepted when written
+    out (local endpoints; a warning is logged unless it is loopback).  Anything that
+    does not parse completely (a scheme other than http/https, user-info, a bad
+    port, spaces, a query) is a :class:`ConfigurationError`.
+    """
+    if host is None:
+        return DEFAULT_HOST
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigurationError("host", "must be a non-empty str such as 'https://api.segment.io'")
+    text = host.strip()
+    if "://" not in text:
+        text = f"https://{text}"
+    text = text.rstrip("/")
+    parts, hostname, port = _parse_url(text)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigurationError("host", f"scheme {parts.scheme!r} is not supported; use https:// (or http:// locally)")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("host", "must not contain user-info (user:password@); the write key authenticates")
+    if not hostname or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigurationError("host", f"{_redact_url(text)!r} is not {_EXAMPLE}")
+    if port == 0:
+        raise ConfigurationError("host", "port 0 is not a port to connect to")
+    if parts.scheme == "http" and not _is_loopback(hostname):
+        log.warning("host %s is plain http: the write key crosses the network unencrypted", text)
+    return text
+
+
+_EXAMPLE = "a base URL such as 'https://api.segment.io'"
+
+
+def _parse_url(text: str) -> tuple[SplitResult, str | None, int | None]:
+    if any(char.isspace() for char in text) or _CONTROL.search(text):
+        raise ConfigurationError("host", f"must not contain spaces or control characters; use {_EXAMPLE}")
+    try:
+        parts = urlsplit(text)
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ConfigurationError("host", f"does not parse as a URL ({exc}); use {_EXAMPLE}") from exc
+    return parts, hostname, port
+
+
+def _redact_url(text: str) -> str:
+    # Never echo credentials, even in an error about them.
+    scheme, sep, rest = text.partition("://")
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else text
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _callable_or_none(name: str, value: Any, shape: str) -> Any:  # noqa: ANN401 - a caller's callable
+    # The official library uses on_error only when it is truthy: False, 0 and "" mean none.
+    if not value:
+        return None
+    if not callable(value):
+        raise ConfigurationError(name, f"must be callable as {shape}, or None")
+    return value
+
+
+def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(name, f"must be a number of seconds, not {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number < minimum:
+        raise ConfigurationError(name, f"must be a finite number >= {minimum:g}, got {value!r}")
+    return number
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(name, f"must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def _timeout(value: object) -> Timeout:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:  # noqa: PLR2004 - (connect, read)
+            raise ConfigurationError("timeout", "must be a number or a (connect, read) pair of numbers")
+        return (_seconds("timeout", value[0], minimum=0.001), _seconds("timeout", value[1], minimum=0.001))
+    return _seconds("timeout", value, minimum=0.001)
+
+
+def _proxies(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigurationError("proxies", "must be a dict of str such as {'https': 'http://proxy:3128'}")
+    return dict(value)
+
+
+def _verify(value: object) -> bool | str:
+    if isinstance(value, bool) or (isinstance(value, str) and value):
+        return value
+    raise ConfigurationError("verify", "must be True, False or the path of a CA bundle")
+
+
+def _oauth_server(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError("oauth_auth_server", "must be a URL such as 'https://oauth2.segment.io'")
+    return value.strip()

@@ -1,0 +1,167 @@
+"""Options: defined once, validated at construction, read-only afterwards; module settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+from conftest import WRITE_KEY
+
+import simple_segment
+from simple_segment import Client, ConfigurationError, Options
+from simple_segment._cli import _build_parser
+from simple_segment.testing import FakeSegment
+
+NAN = float("nan")
+
+
+def test_defaults_are_defined_once_and_read_everywhere() -> None:
+    """Client's signature, the module settings, DefaultConfig and the CLI all show Options' defaults."""
+    import inspect
+
+    signature = inspect.signature(Client)
+    for field in dataclasses.fields(Options):
+        assert signature.parameters[field.name].default == field.default, field.name
+        assert getattr(simple_segment, field.name) == field.default, field.name
+        assert getattr(Client.DefaultConfig, field.name) == field.default, field.name
+    args = _build_parser().parse_args(["track", "--user-id", "u", "--event", "E"])
+    assert (args.timeout, args.max_retries) == (Options.timeout, Options.max_retries)
+
+
+def test_official_default_config_names() -> None:
+    """Client.DefaultConfig has every name the official one has."""
+    official = [
+        "write_key", "host", "on_error", "debug", "log_handler", "send", "sync_mode", "max_queue_size", "gzip",
+        "timeout", "max_retries", "max_total_backoff_duration", "max_rate_limit_duration", "proxies", "thread",
+        "upload_interval", "upload_size", "oauth_client_id", "oauth_client_key", "oauth_key_id",
+        "oauth_auth_server", "oauth_scope",
+    ]
+    for name in official:
+        assert hasattr(Client.DefaultConfig, name), name
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"write_key": None}, "write_key"),
+        ({"write_key": "   "}, "write_key"),
+        ({"write_key": "key\n"}, "write_key"),
+        ({"write_key": "ke\x00y"}, "write_key"),
+        ({"timeout": NAN}, "timeout"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": (1, NAN)}, "timeout"),
+        ({"timeout": (1, 2, 3)}, "timeout"),
+        ({"timeout": "5"}, "timeout"),
+        ({"total_timeout": NAN}, "total_timeout"),
+        ({"backoff_factor": NAN}, "backoff_factor"),
+        ({"backoff_factor": -1}, "backoff_factor"),
+        ({"max_total_backoff_duration": NAN}, "max_total_backoff_duration"),
+        ({"max_rate_limit_duration": float("inf")}, "max_rate_limit_duration"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"host": "http://[::1"}, "host"),
+        ({"host": "https://api.segment.io:http"}, "host"),
+        ({"host": "https://api.segment.io:99999"}, "host"),
+        ({"host": "https://api.segment.io:0"}, "host"),
+        ({"host": "https://api segment.io"}, "host"),
+        ({"host": "https://user:password@api.segment.io"}, "host"),
+        ({"host": "ftp://api.segment.io"}, "host"),
+        ({"host": "https://api.segment.io/?q=1"}, "host"),
+        ({"host": ""}, "host"),
+        ({"on_error": "log"}, "on_error"),
+        ({"before_send": 42}, "before_send"),
+        ({"proxies": ["http://proxy"]}, "proxies"),
+        ({"verify": ""}, "verify"),
+    ],
+)
+def test_bad_options_fail_at_construction(options: dict, field: str) -> None:
+    """Every bad option is a ConfigurationError naming it, raised when the client is made."""
+    arguments = {"write_key": WRITE_KEY, **options}
+    with pytest.raises(ConfigurationError) as info:
+        Client(**arguments)
+    assert info.value.field == field
+
+
+def test_credentials_in_a_host_are_never_echoed(caplog: pytest.LogCaptureFixture) -> None:
+    """A host with user-info is refused without showing the password anywhere."""
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY, host="http://user:s3cret@example.com")
+    assert "s3cret" not in str(info.value)
+    assert "s3cret" not in caplog.text
+
+
+@pytest.mark.parametrize("value", [False, 0, "", None])
+def test_falsy_on_error_means_none(value: object, fake_segment: FakeSegment) -> None:
+    """As in the official library, any falsy on_error means errors are raised."""
+    client = Client(WRITE_KEY, host=fake_segment.url, on_error=value, max_retries=0)  # type: ignore[arg-type]
+    assert client.on_error is None
+    fake_segment.respond_with(400)
+    with pytest.raises(simple_segment.APIError):
+        client.track("u", "E")
+
+
+def test_attributes_are_read_only() -> None:
+    """Options are read-only on a client: assigning one raises instead of silently doing nothing."""
+    client = Client(WRITE_KEY, host="https://events.eu1.segmentapis.com", gzip=True, timeout=(2, 7))
+    assert (client.host, client.gzip, client.timeout) == ("https://events.eu1.segmentapis.com", True, (2.0, 7.0))
+    assert client.url == "https://events.eu1.segmentapis.com/v1/batch"
+    for name in ("host", "gzip", "timeout", "write_key", "send", "on_error", "debug", "proxies", "max_retries"):
+        with pytest.raises(AttributeError):
+            setattr(client, name, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        client.options.gzip = False  # type: ignore[misc]
+
+
+def test_official_attributes() -> None:
+    """The attributes the official client exposes are here, with our values."""
+    client = Client(WRITE_KEY, sync_mode=True, max_queue_size=5, proxies={"https": "http://proxy:3128"})
+    assert client.sync_mode is True
+    assert client.consumers is None
+    assert client.max_queue_size == 5
+    assert client.proxies == {"https": "http://proxy:3128"}
+    assert client.max_total_backoff_duration == Options.max_total_backoff_duration
+    assert client.max_rate_limit_duration == Options.max_rate_limit_duration
+    assert isinstance(client.log, logging.Logger)
+    assert WRITE_KEY not in repr(client)
+    assert WRITE_KEY not in repr(client.options)
+
+
+def test_misspelt_module_setting_raises() -> None:
+    """Assigning a name that is not a setting is an error, with a suggestion."""
+    with pytest.raises(AttributeError, match="did you mean 'write_key'"):
+        simple_segment.writekey = "x"  # type: ignore[attr-defined]
+    assert not hasattr(simple_segment, "writekey")
+    simple_segment._private_note = 1  # private names and submodules stay assignable
+    del simple_segment._private_note
+
+
+def test_assigning_an_equal_setting_keeps_the_default_client(fake_segment: FakeSegment) -> None:
+    """Settings compare by equality: re-assigning the same value keeps the client and its connections."""
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.host = fake_segment.url
+    for _ in range(20):
+        simple_segment.host = "".join(list(fake_segment.url))  # an equal, not identical, string
+        simple_segment.write_key = "".join(WRITE_KEY)
+        simple_segment.track("u", "E")
+    assert fake_segment.connections_accepted == 1
+    first = simple_segment.default_client
+    simple_segment.gzip = True
+    simple_segment.track("u", "E")
+    assert simple_segment.default_client is not first
+    assert len(fake_segment.messages) == 21
+
+
+def test_every_option_is_a_module_setting(fake_segment: FakeSegment) -> None:
+    """Module settings reach the default client (before_send and total_timeout included)."""
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.host = fake_segment.url
+    simple_segment.total_timeout = 7
+    simple_segment.before_send = lambda msg: {**msg, "properties": {"scrubbed": True}}
+    _, msg = simple_segment.track("u", "E", {"email": "a@b.c"})
+    assert simple_segment.default_client is not None
+    assert simple_segment.default_client.total_timeout == 7
+    assert fake_segment.messages[0]["properties"] == {"scrubbed": True}
+    assert msg["properties"] == {"scrubbed": True}
