@@ -69,3 +69,25 @@ def body_of(request: Any) -> dict[str, Any]:
 def wire(msg: dict[str, Any]) -> dict[str, Any]:
     """What ``msg`` looks like once serialized and parsed."""
     return dict(json.loads(json.dumps(msg)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how the official 2.4.0 suite fared (tests/test_official_suite.py), if it ran."""
+    outcomes: dict[str, str] = {}
+    for outcome in ("passed", "skipped", "xfailed", "xpassed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "test_official_suite.py::test_official[" in nodeid and outcomes.get(nodeid) not in ("failed", "error"):
+                outcomes[nodeid] = outcome
+    if not outcomes:
+        return
+    counts = {outcome: list(outcomes.values()).count(outcome) for outcome in set(outcomes.values())}
+    not_applicable = counts.get("skipped", 0)
+    differences = counts.get("xfailed", 0)
+    terminalreporter.write_sep(
+        "=",
+        f"official segment-analytics-python suite: {len(outcomes)} tests, {not_applicable} n/a, "
+        f"{len(outcomes) - not_applicable} applicable: {counts.get('passed', 0)} passed, "
+        f"{differences} expected differences (xfail), "
+        f"{counts.get('failed', 0) + counts.get('error', 0) + counts.get('xpassed', 0)} failed",
+    )
