@@ -117,6 +117,8 @@ before_send: BeforeSend | None = Options.before_send
 _SETTINGS = _options.names()
 """Every option is a module setting of the same name."""
 
+_log = logging.getLogger(__name__)
+
 default_client: Client | None = None
 """The client behind the module-level functions; built from the settings on first use."""
 
@@ -170,17 +172,30 @@ def batch(context: Properties | None = None, integrations: Properties | None = N
     return _client().batch(context=context, integrations=integrations)
 
 
+def _configured_client() -> Client | None:
+    # As the official functions do, flush/join/shutdown build default_client from the
+    # settings when a write key is set; unlike them, bad settings never make them fail.
+    if default_client is None and write_key:
+        try:
+            return _client()
+        except SegmentError:
+            _log.debug("default_client could not be built from the settings", exc_info=True)
+    return default_client
+
+
 def flush() -> None:
-    """Do nothing, as every call is already delivered.  Never fails."""
+    """Build ``default_client`` if a write key is set; nothing to send (every call was delivered).  Never fails."""
+    _configured_client()
 
 
 def join() -> None:
-    """Do nothing: there is no thread to wait for.  Never fails."""
+    """Build ``default_client`` if a write key is set; there is no thread to wait for.  Never fails."""
+    _configured_client()
 
 
 def shutdown() -> None:
-    """Close ``default_client``'s connections, if it was built.  Never fails."""
-    client = default_client
+    """Close ``default_client``'s connections (building it first if a write key is set).  Never fails."""
+    client = _configured_client()
     if client is not None:
         client.shutdown()
 

@@ -43,7 +43,7 @@ from official_suite_lists import (
 from requests.adapters import HTTPAdapter
 
 import simple_segment
-import simple_segment.client
+import simple_segment._options
 from simple_segment.testing import FakeSegment
 
 OFFICIAL_TESTS_PACKAGE = "segment.analytics.test"
@@ -310,13 +310,13 @@ def fake_default_host() -> Iterator[FakeSegment]:
     """Send what goes to the default host (https://api.segment.io) to a local FakeSegment.
 
     The official tests build clients without a host.  This is the one place that knows
-    how simple_segment picks its default host: today ``normalize_host()`` reads
-    ``simple_segment.client.DEFAULT_HOST`` when ``host`` is None.  Adjust here when
+    how simple_segment picks its default host: ``_options.normalize_host()`` reads
+    ``simple_segment._options.DEFAULT_HOST`` when ``host`` is None.  Adjust here when
     the core moves it; the probe below fails loudly (instead of reaching the real
     Segment) if the redirect stops working.
     """
     with FakeSegment() as server, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(simple_segment.client, "DEFAULT_HOST", server.url)
+        patch.setattr(simple_segment._options, "DEFAULT_HOST", server.url)
         probe = simple_segment.Client("probe-key")
         probe.close()
         assert probe.host == server.url, "the default host is no longer redirected: adjust fake_default_host"
