@@ -18,12 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from simple_segment.testing._server import (
-    MAX_MESSAGE_BYTES,
-    FakeSegment,
-    FakeSegmentTimeoutError,
-    RecordedRequest,
-)
+from simple_segment.testing import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
+from simple_segment.testing._rules import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
