@@ -231,6 +231,14 @@ def test_invalid_message_is_400_naming_problem_and_index(fake: FakeSegment, mess
     assert fake.messages == []
 
 
+def test_message_id_must_be_shorter_than_100_characters(fake: FakeSegment) -> None:
+    """A messageId of 99 characters is accepted and one of 100 answers 400, the limit the client enforces."""
+    assert post(fake, batch(track(messageId="x" * 99))).status_code == 200
+    response = post(fake, batch(track(messageId="x" * 100)))
+    assert_error(response, 400, "invalid_message", "message 0", '"messageId"', "shorter than 100")
+    assert [len(m["messageId"]) for m in fake.messages] == [99]
+
+
 @pytest.mark.parametrize(
     "message",
     [

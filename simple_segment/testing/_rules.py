@@ -51,7 +51,7 @@ MAX_REQUEST_BYTES = 500_000
 MAX_MESSAGE_BYTES = 32_768
 #: Most messages accepted in one request (stricter than Segment, see the server's docstring).
 MAX_BATCH_MESSAGES = 2_500
-#: Longest accepted ``messageId``.
+#: A ``messageId`` must be shorter than this, as the client requires (SPEC: "under 100 characters").
 MAX_MESSAGE_ID_LENGTH = 100
 
 MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
@@ -212,10 +212,9 @@ def _type_problem(message: Mapping[str, Any]) -> str | None:
 
 def _message_id_problem(message: Mapping[str, Any]) -> str | None:
     message_id = message.get("messageId")
-    if message_id is None or (isinstance(message_id, str) and len(message_id) <= MAX_MESSAGE_ID_LENGTH):
+    if message_id is None or (isinstance(message_id, str) and len(message_id) < MAX_MESSAGE_ID_LENGTH):
         return None
-    limit = MAX_MESSAGE_ID_LENGTH
-    return f'"messageId" must be a string of at most {limit} characters'
+    return f'"messageId" must be a string shorter than {MAX_MESSAGE_ID_LENGTH} characters'
 
 
 def _message_problem(message: object) -> str | None:

@@ -32,7 +32,8 @@ Deliberately stricter than Segment:
 - more than 2,500 messages in one request answers 400 ``too_many_messages``
   (Segment answers 200 and silently drops the events, which a test would
   never notice);
-- a ``messageId`` that is not a string of at most 100 characters answers 400;
+- a ``messageId`` that is not a string shorter than 100 characters answers
+  400 (the client refuses to send one, too);
 - ``NaN``, ``Infinity`` and numbers that overflow a float are invalid JSON;
 - an unknown write key is still accepted (as Segment does), but no write key
   at all answers 401.
