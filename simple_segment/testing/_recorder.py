@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
+import math
 import threading
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._rules import JSON_TYPE, MAX_STATUS, MIN_STATUS, json_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
-__all__ = ["FakeSegmentTimeoutError", "RecordedRequest", "Recorder", "Script"]
+__all__ = ["Endpoint", "FakeSegmentTimeoutError", "RecordedRequest", "Recorder", "Script", "make_script"]
 
 _MAX_ERRORS_KEPT = 100
+
+#: Which requests a script answers: ``"tracking"`` is every POST except the
+#: OAuth token endpoint; ``"token"`` is ``POST /token``.
+Endpoint = Literal["tracking", "token"]
+ENDPOINTS: tuple[Endpoint, ...] = ("tracking", "token")
 
 
 class FakeSegmentTimeoutError(AssertionError, TimeoutError):
@@ -86,6 +96,84 @@ class Script:
     drop: bool
 
 
+def make_script(
+    status: int,
+    *,
+    headers: Mapping[str, str] | None,
+    body: bytes | str | Mapping[str, Any] | list[Any] | None,
+    delay: float,
+    drop: bool,
+) -> Script:
+    """Check and build a `Script` (see `FakeSegment.respond_with` for the arguments).
+
+    Raises:
+        ValueError: status or delay is out of range.
+
+    """
+    if isinstance(status, bool) or not MIN_STATUS <= status <= MAX_STATUS:
+        msg = f"status must be between {MIN_STATUS} and {MAX_STATUS}, not {status}"
+        raise ValueError(msg)
+    if isinstance(delay, bool) or not (delay >= 0 and math.isfinite(delay)):
+        msg = f"delay must be a finite number of seconds >= 0, not {delay}"
+        raise ValueError(msg)
+    header_items = dict(headers or {})
+    raw: bytes | None
+    if isinstance(body, str):
+        raw, content_type = body.encode(), "text/plain; charset=utf-8"
+    elif isinstance(body, bytes):
+        raw, content_type = body, "text/plain; charset=utf-8"
+    elif body is None:
+        raw, content_type = None, JSON_TYPE
+    else:
+        raw, content_type = json_bytes(body), JSON_TYPE
+    if not any(name.lower() == "content-type" for name in header_items):
+        header_items["Content-Type"] = content_type
+    return Script(int(status), tuple(header_items.items()), raw, float(delay), bool(drop))
+
+
+@dataclasses.dataclass
+class _Queued:
+    """A queued script and how many more POSTs it answers."""
+
+    script: Script
+    left: int
+
+
+class _Scripts:
+    """The scripted answers of one endpoint: an optional time window, then a queue.
+
+    While the window is open every POST gets its script and the queue waits;
+    afterwards queued scripts are used in order, each ``times`` times. Not
+    thread-safe on its own: `Recorder` guards it with its lock.
+    """
+
+    def __init__(self) -> None:
+        # Kept as counts, so a large ``times`` costs nothing.
+        self.queue: collections.deque[_Queued] = collections.deque()
+        self.window: Script | None = None
+        self.window_ends = 0.0
+
+    def take(self, now: float) -> Script | None:
+        if self.window is not None:
+            if now < self.window_ends:
+                return self.window
+            self.window = None
+        if not self.queue:
+            return None
+        entry = self.queue[0]
+        entry.left -= 1
+        if entry.left <= 0:
+            self.queue.popleft()
+        return entry.script
+
+    def pending(self) -> int:
+        return sum(entry.left for entry in self.queue)
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.window = None
+
+
 class Recorder:
     """All mutable state shared by request threads, behind one lock.
 
@@ -98,13 +186,15 @@ class Recorder:
         max_messages: int,
         max_requests: int,
         on_message: Callable[[dict[str, Any]], None] | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock  # times script windows
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.on_message = on_message
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_requests)
         self.messages: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_messages)
-        self.scripts: collections.deque[Script] = collections.deque()
+        self.scripts = {endpoint: _Scripts() for endpoint in ENDPOINTS}
         self.errors: collections.deque[BaseException] = collections.deque(maxlen=_MAX_ERRORS_KEPT)
         self.requests_seen = 0
         self.messages_accepted = 0
@@ -117,7 +207,8 @@ class Recorder:
         with self.lock:
             self.requests.clear()
             self.messages.clear()
-            self.scripts.clear()
+            for scripts in self.scripts.values():
+                scripts.clear()
             self.errors.clear()
             self.requests_seen = 0
             self.messages_accepted = 0
@@ -128,20 +219,55 @@ class Recorder:
 
     # -- scripts ---------------------------------------------------------------
 
-    def add_script(self, script: Script, times: int) -> None:
-        """Queue ``script`` for the next ``times`` POSTs."""
-        with self.lock:
-            self.scripts.extend([script] * times)
+    def add_script(
+        self,
+        script: Script,
+        *,
+        times: int | None = None,
+        seconds: float | None = None,
+        endpoint: Endpoint = "tracking",
+    ) -> None:
+        """Use ``script`` for the next ``times`` POSTs, or for every POST during ``seconds``.
 
-    def next_script(self) -> Script | None:
+        With neither, ``times`` is 1. A window starts now and replaces any open
+        window of the same endpoint.
+
+        Raises:
+            ValueError: Both or an out-of-range ``times``/``seconds``, or an
+                unknown endpoint.
+
+        """
+        if endpoint not in ENDPOINTS:
+            msg = f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}"
+            raise ValueError(msg)
+        if times is not None and seconds is not None:
+            msg = "give times or seconds, not both"
+            raise ValueError(msg)
+        if seconds is not None:
+            if isinstance(seconds, bool) or not (seconds > 0 and math.isfinite(seconds)):
+                msg = f"seconds must be a finite number > 0, not {seconds}"
+                raise ValueError(msg)
+            with self.lock:
+                scripts = self.scripts[endpoint]
+                scripts.window = script
+                scripts.window_ends = self.clock() + seconds
+            return
+        count = 1 if times is None else times
+        if isinstance(count, bool) or count < 1:
+            msg = f"times must be at least 1, not {count}"
+            raise ValueError(msg)
+        with self.lock:
+            self.scripts[endpoint].queue.append(_Queued(script, count))
+
+    def next_script(self, endpoint: Endpoint = "tracking") -> Script | None:
         """Take the script for this POST, or None to answer normally."""
         with self.lock:
-            return self.scripts.popleft() if self.scripts else None
+            return self.scripts[endpoint].take(self.clock())
 
     def pending_scripts(self) -> int:
-        """Return how many queued scripts are not used yet."""
+        """Return how many counted script uses are left (time windows not included)."""
         with self.lock:
-            return len(self.scripts)
+            return sum(scripts.pending() for scripts in self.scripts.values())
 
     # -- recording -------------------------------------------------------------
 
@@ -177,6 +303,24 @@ class Recorder:
         """Count one accepted TCP connection."""
         with self.lock:
             self.connections_accepted += 1
+
+    def messages_since(self, since: int) -> tuple[int, list[dict[str, Any]]]:
+        """Return how many messages were accepted in all, and those kept after the first ``since``.
+
+        ``since`` counts every accepted message since start or clear, including
+        those forgotten to stay within ``max_messages``.
+        """
+        with self.lock:
+            first_kept = self.messages_accepted - len(self.messages)
+            skip = max(0, since - first_kept)
+            return self.messages_accepted, list(itertools.islice(self.messages, skip, None))
+
+    def requests_since(self, since: int) -> tuple[int, list[RecordedRequest]]:
+        """Return how many requests were received in all, and those kept after the first ``since``."""
+        with self.lock:
+            first_kept = self.requests_seen - len(self.requests)
+            skip = max(0, since - first_kept)
+            return self.requests_seen, list(itertools.islice(self.requests, skip, None))
 
     # -- waits -----------------------------------------------------------------
 

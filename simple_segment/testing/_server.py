@@ -38,9 +38,28 @@ Deliberately stricter than Segment:
 - an unknown write key is still accepted (as Segment does), but no write key
   at all answers 401.
 
+Control endpoints, for a test in another process than the server (code
+under test in Celery or RQ workers, or ``simple-segment serve``); they are
+never recorded, never use a script and never count as messages:
+
+- ``GET /_messages[?since=N]``: accepted messages as JSON lines
+  (``application/x-ndjson``), oldest first, skipping the first N accepted;
+  the ``X-Messages-Accepted`` header gives the next N. Cheap enough to poll.
+- ``GET /_requests[?since=N]``: one JSON line per recorded request:
+  ``{"method", "path", "status", "headers", "write_key", "received_at",
+  "messages"}``.
+- ``POST /_script``: a JSON object scripting answers like `respond_with`, e.g.
+  ``{"status": 503, "times": 3}`` or ``{"status": 503, "seconds": 2.5}``, with
+  optional ``"headers"``, ``"body"``, ``"delay"``, ``"drop"`` and
+  ``"endpoint"`` (``"token"`` scripts ``POST /token``).
+- ``POST /_clear``: forget everything, as `FakeSegment.clear`.
+
+Details in :mod:`._control`.
+
 The package's parts: :mod:`._rules` (Segment's validation rules, pure
-functions), :mod:`._recorder` (recorded state, scripts and waits) and this
-module (the HTTP server and `FakeSegment`).
+functions), :mod:`._recorder` (recorded state, scripts and waits),
+:mod:`._control` (the control endpoints) and this module (the HTTP server
+and `FakeSegment`).
 
 Since: 0.1.0
 """
@@ -49,7 +68,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import socket
 import socketserver
 import sys
@@ -59,12 +77,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
 
-from ._recorder import FakeSegmentTimeoutError, RecordedRequest, Recorder, Script
+from . import _control
+from ._recorder import FakeSegmentTimeoutError, RecordedRequest, Recorder, Script, make_script
 from ._rules import (
     JSON_TYPE,
-    MAX_STATUS,
     MAX_WIRE_BYTES,
-    MIN_STATUS,
     Verdict,
     evaluate,
     is_success,
@@ -275,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        if self.path.startswith(_control.PREFIX):
+            self._serve_control()
+            return
         received_at = time.time()
         headers = _header_dict(list(self.headers.items()))
         recorder = self.fake.recorder
@@ -320,6 +340,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
         recorder.record(request, messages)
         self._finish(reply)
+
+    def _serve_control(self) -> None:
+        """Answer a control request; it is not recorded and uses no script."""
+        try:
+            body = self._read_body()
+        except _BodyError as exc:
+            self.close_connection = True
+            payload = {"success": False, "message": exc.message, "code": "invalid_request"}
+            self._write(_json_reply(exc.status, payload))
+            return
+        status, headers, answer = _control.handle(self.fake.recorder, self.command, self.path, body)
+        self._write(_Reply(status, headers, answer))
 
     def _finish(self, reply: _Reply) -> None:
         """Write ``reply`` after its delay, or drop the connection."""
@@ -404,6 +436,12 @@ class FakeSegment:
     required ids and fields) with one deliberate difference: more than 2,500
     messages in a request answers 400, where Segment answers 200 and silently
     drops the events. See the module docstring for the error codes.
+
+    Code in another process (a Celery or RQ worker, say) can send to `url`
+    like any client; a test that does not hold this object can read and
+    script it over HTTP with the control endpoints ``GET /_messages``,
+    ``GET /_requests``, ``POST /_script`` and ``POST /_clear`` (see the module
+    docstring).
 
     A stopped server cannot be started again; create a new one.
 
@@ -613,7 +651,10 @@ class FakeSegment:
 
     @property
     def connections_accepted(self) -> int:
-        """How many TCP connections clients opened (keep-alive reuse keeps this low)."""
+        """How many TCP connections clients opened (keep-alive reuse keeps this low).
+
+        Connections used only for control endpoints count too.
+        """
         with self._recorder.lock:
             return self._recorder.connections_accepted
 
@@ -628,7 +669,10 @@ class FakeSegment:
 
     @property
     def pending_responses(self) -> int:
-        """How many scripted responses are queued and not yet used."""
+        """How many counted scripted responses are queued and not yet used.
+
+        A time window (``respond_with(..., seconds=...)``) is not counted.
+        """
         return self._recorder.pending_scripts()
 
     def clear(self) -> None:
@@ -671,14 +715,18 @@ class FakeSegment:
         body: bytes | str | dict[str, Any] | None = None,
         delay: float = 0.0,
         drop: bool = False,
-        times: int = 1,
+        times: int | None = None,
+        seconds: float | None = None,
     ) -> None:
-        """Queue the answer to the next ``times`` POST requests.
+        """Script the answer to the next ``times`` POSTs, or to every POST for ``seconds``.
 
-        Scripts are used one per POST, in the order queued; with none queued the
-        request is validated and answered normally. The request is still
-        recorded. Its messages count as accepted only if the scripted status is
-        2xx *and* the request passes validation.
+        Counted scripts are used one per POST, in the order queued; with none
+        queued the request is validated and answered normally. A time window
+        (``seconds``) starts now, answers every POST until it ends (queued
+        scripts wait meanwhile) and replaces an earlier window. The request is
+        still recorded; its messages count as accepted (and are stored before
+        any ``delay``) only if the scripted status is 2xx *and* the request
+        passes validation. ``POST /_script`` does the same from another process.
 
         Args:
             status: The status code to answer (200-599).
@@ -693,32 +741,14 @@ class FakeSegment:
                 connection dropped) by `stop`.
             drop: Read the request, then close the connection without answering
                 (recorded with status 0).
-            times: How many consecutive POSTs get this answer.
+            times: How many consecutive POSTs get this answer (default 1).
+            seconds: Instead of ``times``: answer every POST this way for the
+                next ``seconds`` seconds. Since: 0.1.0.
 
         Raises:
-            ValueError: status, delay or times is out of range.
+            ValueError: status, delay, times or seconds is out of range, or
+                both times and seconds are given.
 
         """
-        if not MIN_STATUS <= status <= MAX_STATUS:
-            msg = f"status must be between 200 and 599, not {status}"
-            raise ValueError(msg)
-        if not (delay >= 0 and math.isfinite(delay)):
-            msg = f"delay must be a finite number of seconds >= 0, not {delay}"
-            raise ValueError(msg)
-        if times < 1:
-            msg = f"times must be at least 1, not {times}"
-            raise ValueError(msg)
-        header_items = dict(headers or {})
-        if isinstance(body, dict):
-            raw: bytes | None = json_bytes(body)
-            content_type = JSON_TYPE
-        elif isinstance(body, str):
-            raw, content_type = body.encode(), "text/plain; charset=utf-8"
-        elif isinstance(body, bytes):
-            raw, content_type = body, "text/plain; charset=utf-8"
-        else:
-            raw, content_type = None, JSON_TYPE
-        if not any(name.lower() == "content-type" for name in header_items):
-            header_items["Content-Type"] = content_type
-        script = Script(status, tuple(header_items.items()), raw, float(delay), drop)
-        self._recorder.add_script(script, times)
+        script = make_script(status, headers=headers, body=body, delay=delay, drop=drop)
+        self._recorder.add_script(script, times=times, seconds=seconds)
