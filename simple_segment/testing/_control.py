@@ -175,30 +175,30 @@ def _post_script(recorder: Recorder, body: bytes) -> ControlReply:
     return _json_answer(200, {"success": True})
 
 
-def _post_clear(recorder: Recorder) -> ControlReply:
-    recorder.clear()
+_ROUTES = {"/_messages": "GET", "/_requests": "GET", "/_script": "POST", "/_clear": "POST"}
+
+
+def _act(path: str, recorder: Recorder, query: str, body: bytes, clear: Callable[[], None]) -> ControlReply:
+    if path == "/_messages":
+        return _get_messages(recorder, query)
+    if path == "/_requests":
+        return _get_requests(recorder, query)
+    if path == "/_script":
+        return _post_script(recorder, body)
+    clear()
     return _json_answer(200, {"success": True})
 
 
-_ROUTES: dict[str, tuple[str, Callable[[Recorder, str, bytes], ControlReply]]] = {
-    "/_messages": ("GET", lambda recorder, query, _: _get_messages(recorder, query)),
-    "/_requests": ("GET", lambda recorder, query, _: _get_requests(recorder, query)),
-    "/_script": ("POST", lambda recorder, _, body: _post_script(recorder, body)),
-    "/_clear": ("POST", lambda recorder, _, __: _post_clear(recorder)),
-}
-
-
-def handle(recorder: Recorder, method: str, target: str, body: bytes) -> ControlReply:
-    """Answer one control request (its path starts with `PREFIX`)."""
+def handle(recorder: Recorder, method: str, target: str, body: bytes, clear: Callable[[], None]) -> ControlReply:
+    """Answer one control request (its path starts with `PREFIX`); ``clear`` forgets everything."""
     parts = urlsplit(target)
     path = parts.path.rstrip("/")
-    route = _ROUTES.get(path)
-    if route is None:
+    allowed = _ROUTES.get(path)
+    if allowed is None:
         return _problem(404, f"no such control endpoint: {path}; use {', '.join(_ROUTES)}", "not_found")
-    allowed, action = route
     if method != allowed:
         return _problem(405, f"{method} is not allowed; use {allowed}", "method_not_allowed")
     try:
-        return action(recorder, parts.query, body)
+        return _act(path, recorder, parts.query, body, clear)
     except (_InvalidError, ValueError) as exc:  # ValueError: make_script's and add_script's checks
         return _problem(400, str(exc), "invalid_control_request")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "BATCH_PATHS",
@@ -277,6 +277,7 @@ def _body_problem(
     *,
     valid: bool,
     write_key: str | None,
+    need_write_key: bool,
 ) -> Verdict | None:
     if decode_problem is not None:
         return error(400, decode_problem, "invalid_request")
@@ -288,7 +289,7 @@ def _body_problem(
         )
     if not valid:
         return error(400, "Invalid JSON", "invalid_request")
-    if write_key is None:
+    if need_write_key and write_key is None:
         return error(401, "missing write key", "missing_write_key")
     return None
 
@@ -311,6 +312,8 @@ def evaluate(
     target: str,
     headers: Mapping[str, str],
     body: bytes,
+    *,
+    authorize: Callable[[Mapping[str, str]], Verdict | None] | None = None,
 ) -> tuple[Any, str | None, Verdict]:
     """Decode and validate one request as Segment would.
 
@@ -319,6 +322,9 @@ def evaluate(
         target: The request target (path and optional query).
         headers: Request headers with lower-cased names.
         body: The body as received (gzipped if Content-Encoding says so).
+        authorize: For a source that requires OAuth: checks the credentials
+            instead of the write key and returns a rejection or None. It is
+            asked after routing, before the body is judged.
 
     Returns:
         The decoded JSON (or None), the write key (or None) and the verdict.
@@ -330,7 +336,8 @@ def evaluate(
     path = urlsplit(target).path.rstrip("/")
     verdict = (
         _route_problem(method, path)
-        or _body_problem(decoded, decode_problem, valid=valid, write_key=write_key)
+        or (authorize(headers) if authorize is not None else None)
+        or _body_problem(decoded, decode_problem, valid=valid, write_key=write_key, need_write_key=authorize is None)
         or _validate_body(path, value)
     )
     return value, write_key, verdict

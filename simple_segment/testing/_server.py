@@ -1,4 +1,4 @@
-"""A Segment-compatible HTTP server for tests, standard library only.
+"""A Segment-compatible HTTP server for tests, standard library only (OAuth mode aside).
 
 `FakeSegment` listens on loopback, speaks HTTP/1.1 with keep-alive, validates
 requests the way Segment's Tracking API does, records every request, and can be
@@ -16,12 +16,15 @@ Endpoints: ``POST /v1/batch`` (and its alias ``/v1/import``) take
 ``{"batch": [...]}``; ``POST /v1/track``, ``/v1/identify``, ``/v1/page``,
 ``/v1/screen``, ``/v1/group`` and ``/v1/alias`` take one message, whose
 ``type`` is set from the path (and whose body ``writeKey`` is not recorded as
-part of the message). Any other path answers 404; another method on a known
-path answers 405.
+part of the message). In OAuth mode (``FakeSegment(oauth=OAuthSettings(...))``)
+``POST /token`` issues access tokens and tracking requests need one; see
+`FakeSegment` and :mod:`._oauth`. Any other path answers 404; another method
+on a known path answers 405.
 
 Error answers have the body ``{"success": false, "message": ..., "code": ...}``
 with ``Content-Type: application/json``. The codes are ``not_found``,
-``method_not_allowed``, ``missing_write_key`` (401), ``invalid_request`` (bad
+``method_not_allowed``, ``missing_write_key`` (401), ``invalid_token`` (401,
+OAuth mode: no valid Bearer token), ``invalid_request`` (bad
 gzip, invalid JSON, wrong body shape), ``request_too_large``,
 ``message_too_large``, ``too_many_messages`` and ``invalid_message`` (a
 message without the fields its type needs). Success is 200
@@ -58,8 +61,9 @@ Details in :mod:`._control`.
 
 The package's parts: :mod:`._rules` (Segment's validation rules, pure
 functions), :mod:`._recorder` (recorded state, scripts and waits),
-:mod:`._control` (the control endpoints) and this module (the HTTP server
-and `FakeSegment`).
+:mod:`._control` (the control endpoints), :mod:`._oauth` (OAuth mode's
+token authority, the only part that imports PyJWT) and this module (the HTTP
+server and `FakeSegment`).
 
 Since: 0.1.0
 """
@@ -76,13 +80,16 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from . import _control
-from ._recorder import FakeSegmentTimeoutError, RecordedRequest, Recorder, Script, make_script
+from ._oauth import TOKEN_PATH, IssuedToken, OAuthSettings, TokenAuthority
+from ._recorder import Endpoint, FakeSegmentTimeoutError, RecordedRequest, Recorder, Script, make_script
 from ._rules import (
     JSON_TYPE,
     MAX_WIRE_BYTES,
     Verdict,
+    error,
     evaluate,
     is_success,
     json_bytes,
@@ -98,7 +105,7 @@ if TYPE_CHECKING:
 
     _Request = socket.socket | tuple[bytes, socket.socket]
 
-__all__ = ["FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest"]
+__all__ = ["FakeSegment", "FakeSegmentTimeoutError", "IssuedToken", "OAuthSettings", "RecordedRequest"]
 
 _MAX_CHUNK_LINE = 1024
 _MAX_TRAILER_LINES = 100
@@ -155,6 +162,39 @@ def _reply_for(verdict: Verdict, script: Script | None) -> _Reply:
     return _Reply(script.status, headers, body, script.delay, script.drop)
 
 
+def _with_headers(base: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Return ``base`` with headers of the same name replaced by ``extra``'s."""
+    replaced = {name.lower() for name, _ in extra}
+    return tuple((name, value) for name, value in base if name.lower() not in replaced) + extra
+
+
+def _token_reply(
+    authority: TokenAuthority,
+    script: Script | None,
+    request: tuple[str, Mapping[str, str], bytes],
+    audience: str,
+) -> _Reply:
+    """Answer ``/token``: the server's own answer (maybe delayed), or a scripted one.
+
+    A 2xx script without a body keeps the server's own answer, so a valid
+    assertion still gets a token (issued before any delay); any other script
+    answers instead of the server and issues nothing.
+    """
+    base = (("Content-Type", JSON_TYPE), ("Cache-Control", "no-store"), ("Date", authority.http_date()))
+    if script is None:
+        answer = authority.answer(*request, audience)
+        return _Reply(answer.status, base, json_bytes(answer.payload))
+    if is_success(script.status) and script.body is None and not script.drop:
+        answer = authority.answer(*request, audience)
+        status = script.status if is_success(answer.status) else answer.status
+        body = json_bytes(answer.payload)
+    else:
+        status = script.status
+        payload = {"error": status_code(status), "error_description": status_phrase(status)}
+        body = script.body if script.body is not None else json_bytes(payload)
+    return _Reply(status, _with_headers(base, script.headers), body, script.delay, script.drop)
+
+
 def _header_dict(items: list[tuple[str, str]]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in items:
@@ -170,8 +210,17 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], recorder: Recorder) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        recorder: Recorder,
+        authority: TokenAuthority | None,
+        clear: Callable[[], None],
+    ) -> None:
         self.recorder = recorder
+        self.authority = authority
+        self.clear = clear
+        self.audience = ""  # the base URL, the aud of client assertions; set by FakeSegment.start
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.connections_changed = threading.Condition()
@@ -216,6 +265,13 @@ class _Server(ThreadingHTTPServer):
                     break
                 self.connections_changed.wait(remaining)
 
+    def authorize(self, headers: Mapping[str, str]) -> Verdict | None:
+        """In OAuth mode: reject a tracking request without a valid Bearer token."""
+        if self.authority is None:
+            return None
+        problem = self.authority.bearer_problem(headers)
+        return None if problem is None else error(401, problem, "invalid_token")
+
     def handle_error(self, request: _Request, client_address: object) -> None:  # noqa: ARG002 - stdlib signature
         """Keep unexpected handler exceptions instead of printing them to stderr.
 
@@ -248,6 +304,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         """Stay silent: the default writes every request to stderr."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Stamp the Date header from the server's clock (``clock_offset`` in OAuth mode)."""
+        authority = self.fake.authority
+        if timestamp is None and authority is not None:
+            return authority.http_date()
+        return super().date_time_string(timestamp)
 
     def send_error(
         self,
@@ -322,8 +385,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(reply)
             return
 
+        authority = self.fake.authority
+        if authority is not None and urlsplit(self.path).path.rstrip("/") == TOKEN_PATH:
+            self._serve_token(authority, headers, body, received_at)
+            return
         script = recorder.next_script() if self.command == "POST" else None
-        value, write_key, verdict = evaluate(self.command, self.path, headers, body)
+        authorize = self.fake.authorize if authority is not None else None
+        value, write_key, verdict = evaluate(self.command, self.path, headers, body, authorize=authorize)
         reply = _reply_for(verdict, script)
         accepted = is_success(reply.status) and is_success(verdict.status)
         messages = verdict.messages if accepted and not reply.drop else ()
@@ -341,6 +409,24 @@ class _Handler(BaseHTTPRequestHandler):
         recorder.record(request, messages)
         self._finish(reply)
 
+    def _serve_token(self, authority: TokenAuthority, headers: dict[str, str], body: bytes, received_at: float) -> None:
+        """Answer ``/token`` in OAuth mode; recorded like any request, with no messages."""
+        recorder = self.fake.recorder
+        script = recorder.next_script("token") if self.command == "POST" else None
+        reply = _token_reply(authority, script, (self.command, headers, body), self.fake.audience)
+        request = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers=headers,
+            body=body,
+            json=None,
+            write_key=None,
+            status=0 if reply.drop else reply.status,
+            received_at=received_at,
+        )
+        recorder.record(request, ())
+        self._finish(reply)
+
     def _serve_control(self) -> None:
         """Answer a control request; it is not recorded and uses no script."""
         try:
@@ -350,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {"success": False, "message": exc.message, "code": "invalid_request"}
             self._write(_json_reply(exc.status, payload))
             return
-        status, headers, answer = _control.handle(self.fake.recorder, self.command, self.path, body)
+        status, headers, answer = _control.handle(self.fake.recorder, self.command, self.path, body, self.fake.clear)
         self._write(_Reply(status, headers, answer))
 
     def _finish(self, reply: _Reply) -> None:
@@ -408,7 +494,11 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(parts)
 
     def _write(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
+        if any(name.lower() == "date" for name, _ in reply.headers):
+            self.send_response_only(reply.status)  # the reply brings its own Date
+            self.send_header("Server", self.version_string())
+        else:
+            self.send_response(reply.status)
         for name, value in reply.headers:
             if name.lower() not in {"content-length", "transfer-encoding"}:
                 self.send_header(name, value)
@@ -443,12 +533,30 @@ class FakeSegment:
     ``GET /_requests``, ``POST /_script`` and ``POST /_clear`` (see the module
     docstring).
 
+    OAuth mode (``oauth=OAuthSettings(...)``) plays a source that requires
+    OAuth, as SPEC.md section 6 describes it: ``POST /token`` verifies the
+    client assertion (an RS256 JWT: ``kid`` the key id, ``iss`` = ``sub`` the
+    client id, ``aud`` this server's `url`, ``iat``/``exp`` judged on the
+    server's clock, a fresh ``jti``) and answers 200 ``{"access_token",
+    "expires_in", "scope", "token_type": "Bearer"}`` with a ``Date`` header.
+    A bad assertion answers 400 ``{"error": "invalid_request",
+    "error_description": ...}`` ("Token used before issued" / "Token is
+    expired" when ``iat``/``exp`` disagree with the server's clock, which
+    `clock_offset` moves); an unknown client 401 ``invalid_client``. Tracking
+    requests then need ``Authorization: Bearer <token>`` with a token this
+    server issued that has not expired or been revoked, else 401
+    ``invalid_token``; the write key is not required. Token requests are
+    recorded in `requests` (path ``/token``) and can be scripted with
+    ``respond_with(..., endpoint="token")``. See `tokens`, `revoke_tokens`,
+    `token_lifetime` and `clock_offset`. Only this mode needs PyJWT with
+    cryptography, imported when the server is created.
+
     A stopped server cannot be started again; create a new one.
 
     Since: 0.1.0
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - all but host and port are keyword-only options
         self,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -456,6 +564,7 @@ class FakeSegment:
         max_messages: int = 1_000_000,
         max_requests: int = 100_000,
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         """Configure the server; nothing listens until `start`.
 
@@ -468,9 +577,13 @@ class FakeSegment:
             on_message: Called with each accepted message, on the request's
                 thread, outside the lock, before the response is sent. Its
                 exceptions are kept in `errors`, not raised.
+            oauth: Require OAuth, as these settings say (see the class
+                docstring). Since: 0.1.0.
 
         Raises:
-            ValueError: ``max_messages`` or ``max_requests`` is negative.
+            ValueError: ``max_messages`` or ``max_requests`` is negative, or
+                the OAuth public key is not an RSA key.
+            ImportError: ``oauth`` is given but PyJWT or cryptography is missing.
 
         """
         if max_messages < 0 or max_requests < 0:
@@ -479,6 +592,7 @@ class FakeSegment:
         self._host = host
         self._port = port
         self._recorder = Recorder(max_messages, max_requests, on_message)
+        self._authority = None if oauth is None else TokenAuthority(oauth)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
@@ -511,8 +625,9 @@ class FakeSegment:
             if self._server is not None:
                 return self
             server_class = _Server6 if ":" in self._host else _Server
-            server = server_class((self._host, self._port), self._recorder)
+            server = server_class((self._host, self._port), self._recorder, self._authority, self.clear)
             self._server = server
+            server.audience = self.url  # before the first request is accepted
             self._thread = threading.Thread(
                 target=self._accept_loop,
                 args=(server,),
@@ -678,9 +793,13 @@ class FakeSegment:
     def clear(self) -> None:
         """Forget recorded requests, messages, errors, counters and pending scripts.
 
-        Open connections stay open.
+        Open connections stay open. In OAuth mode the record of issued tokens
+        (`tokens`, `tokens_issued`) is forgotten too, but the tokens stay valid,
+        so a client holding one goes on without a new token request.
         """
         self._recorder.clear()
+        if self._authority is not None:
+            self._authority.forget_history()
 
     def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until ``n`` messages in all have been accepted; return `messages`.
@@ -717,6 +836,7 @@ class FakeSegment:
         drop: bool = False,
         times: int | None = None,
         seconds: float | None = None,
+        endpoint: Endpoint = "tracking",
     ) -> None:
         """Script the answer to the next ``times`` POSTs, or to every POST for ``seconds``.
 
@@ -744,11 +864,98 @@ class FakeSegment:
             times: How many consecutive POSTs get this answer (default 1).
             seconds: Instead of ``times``: answer every POST this way for the
                 next ``seconds`` seconds. Since: 0.1.0.
+            endpoint: ``"tracking"`` (every POST but ``/token``) or, in OAuth
+                mode, ``"token"`` (``POST /token``); each has its own scripts.
+                A token script without a body answers
+                ``{"error": <reason_code>, "error_description": <reason>}``;
+                a 2xx one without a body still verifies the assertion and
+                issues the token (before any ``delay``). Since: 0.1.0.
 
         Raises:
-            ValueError: status, delay, times or seconds is out of range, or
-                both times and seconds are given.
+            ValueError: status, delay, times or seconds is out of range, both
+                times and seconds are given, or the endpoint is unknown.
 
         """
         script = make_script(status, headers=headers, body=body, delay=delay, drop=drop)
-        self._recorder.add_script(script, times=times, seconds=seconds)
+        self._recorder.add_script(script, times=times, seconds=seconds, endpoint=endpoint)
+
+    # -- OAuth mode --------------------------------------------------------------
+
+    def _oauth(self) -> TokenAuthority:
+        if self._authority is None:
+            msg = "FakeSegment is not in OAuth mode; create it with oauth=OAuthSettings(...)"
+            raise RuntimeError(msg)
+        return self._authority
+
+    @property
+    def oauth(self) -> OAuthSettings | None:
+        """The OAuth settings it was created with, or None without OAuth mode."""
+        return None if self._authority is None else self._authority.settings
+
+    @property
+    def tokens(self) -> list[IssuedToken]:
+        """The access tokens issued since start (or `clear`), oldest first, as they are now.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+
+        """
+        return self._oauth().tokens
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many access tokens were issued since start (or `clear`).
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+
+        """
+        return self._oauth().issued
+
+    def revoke_tokens(self) -> int:
+        """Revoke every access token issued so far; return how many were still unrevoked.
+
+        A tracking request with a revoked token answers 401 ``invalid_token``;
+        the client must ask ``/token`` again.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+
+        """
+        return self._oauth().revoke_all()
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds a newly issued token lives (``expires_in``); settable.
+
+        Tokens already issued keep their expiry.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+            ValueError: Set to less than 1 second.
+
+        """
+        return self._oauth().token_lifetime
+
+    @token_lifetime.setter
+    def token_lifetime(self, seconds: int) -> None:
+        self._oauth().token_lifetime = seconds
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock runs ahead of this machine's (negative: behind); settable.
+
+        It judges client assertions' ``iat``/``exp``, stamps the ``Date`` header
+        a client reads its skew from, and ages tokens: moving it forward by
+        `token_lifetime` expires every token without waiting.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+            ValueError: Set to a non-finite number.
+
+        """
+        return self._oauth().clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._oauth().clock_offset = seconds
