@@ -121,6 +121,8 @@ def test_polling_with_since_sees_every_message_once(fake: FakeSegment) -> None:
     while len(seen) < 200 and time.monotonic() < deadline:
         since_next, new = get_messages(fake, since)
         assert since_next == since + len(new)
+        if not new:
+            time.sleep(0.01)
         seen += [m["messageId"] for m in new]
         since = since_next
     for thread in threads:

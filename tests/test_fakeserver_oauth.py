@@ -451,7 +451,8 @@ def test_dropped_token_request(fake: FakeSegment, keys: tuple[str, str]) -> None
 
 
 def test_without_oauth_mode(keys: tuple[str, str]) -> None:
-    """Without oauth=, /token is an unknown path, Basic auth works, and the OAuth accessors raise RuntimeError."""
+    """Without oauth=, /token is an unknown path, Basic auth works, the OAuth accessors raise RuntimeError
+    and token scripts are refused."""
     with FakeSegment() as server:
         assert server.oauth is None
         assert requests.post(f"{server.url}/token", data="x=1", timeout=5).status_code == 404
@@ -463,6 +464,12 @@ def test_without_oauth_mode(keys: tuple[str, str]) -> None:
             server.revoke_tokens()
         with pytest.raises(ValueError, match="endpoint"):
             server.respond_with(500, endpoint="batch")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="OAuth mode"):
+            server.respond_with(500, endpoint="token")
+        refused = requests.post(f"{server.url}/_script", json={"endpoint": "token", "status": 500}, timeout=5)
+        assert refused.status_code == 400
+        assert "OAuth mode" in refused.json()["message"]
+        assert server.pending_responses == 0
 
 
 @pytest.mark.parametrize(

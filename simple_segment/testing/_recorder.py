@@ -186,8 +186,11 @@ class Recorder:
         max_messages: int,
         max_requests: int,
         on_message: Callable[[dict[str, Any]], None] | None,
+        *,
+        oauth: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.oauth = oauth  # whether the token endpoint exists, so its scripts can be used
         self.clock = clock  # times script windows
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -234,11 +237,14 @@ class Recorder:
 
         Raises:
             ValueError: Both or an out-of-range ``times``/``seconds``, or an
-                unknown endpoint.
+                unknown endpoint (``"token"`` without OAuth mode).
 
         """
         if endpoint not in ENDPOINTS:
             msg = f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}"
+            raise ValueError(msg)
+        if endpoint == "token" and not self.oauth:
+            msg = 'endpoint "token" exists only in OAuth mode: FakeSegment(oauth=OAuthSettings(...))'
             raise ValueError(msg)
         if times is not None and seconds is not None:
             msg = "give times or seconds, not both"

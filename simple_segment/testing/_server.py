@@ -591,7 +591,7 @@ class FakeSegment:
             raise ValueError(msg)
         self._host = host
         self._port = port
-        self._recorder = Recorder(max_messages, max_requests, on_message)
+        self._recorder = Recorder(max_messages, max_requests, on_message, oauth=oauth is not None)
         self._authority = None if oauth is None else TokenAuthority(oauth)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -873,7 +873,8 @@ class FakeSegment:
 
         Raises:
             ValueError: status, delay, times or seconds is out of range, both
-                times and seconds are given, or the endpoint is unknown.
+                times and seconds are given, or the endpoint is unknown
+                (``"token"`` without OAuth mode).
 
         """
         script = make_script(status, headers=headers, body=body, delay=delay, drop=drop)
