@@ -39,9 +39,11 @@ def new_key() -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -200,9 +202,7 @@ def test_assertion_signed_by_another_key_is_400(fake: FakeSegment, other_keys: t
     assert_oauth_error(ask_token(fake, make_assertion(fake, other_keys[0])), 400, "invalid_request", "signature")
 
 
-@pytest.mark.parametrize(
-    ("algorithm", "key"), [("HS256", "a-shared-secret-of-at-least-32-bytes!"), ("none", None)]
-)
+@pytest.mark.parametrize(("algorithm", "key"), [("HS256", "a-shared-secret-of-at-least-32-bytes!"), ("none", None)])
 def test_assertion_must_be_rs256(fake: FakeSegment, algorithm: str, key: str | None) -> None:
     """An assertion signed with HMAC or not signed at all answers 400, whatever it claims."""
     assertion = make_assertion(fake, key, algorithm=algorithm)  # type: ignore[arg-type]
@@ -499,8 +499,14 @@ def test_a_key_that_is_not_rsa_is_refused_at_creation() -> None:
 def official_client(server: FakeSegment, private_pem: str) -> Any:
     analytics = pytest.importorskip("segment.analytics")
     return analytics.Client(
-        "write-key", host=server.url, sync_mode=True, timeout=5, max_retries=3,
-        oauth_client_id=CLIENT_ID, oauth_client_key=private_pem, oauth_key_id=KEY_ID,
+        "write-key",
+        host=server.url,
+        sync_mode=True,
+        timeout=5,
+        max_retries=3,
+        oauth_client_id=CLIENT_ID,
+        oauth_client_key=private_pem,
+        oauth_key_id=KEY_ID,
         oauth_auth_server=server.url + "/",
     )
 

@@ -48,6 +48,7 @@ NDJSON_TYPE = "application/x-ndjson"
 _SCRIPT_KEYS = frozenset({"status", "times", "seconds", "headers", "body", "delay", "drop", "endpoint"})
 _MAX_SCRIPT_BYTES = 1_000_000
 
+
 class _InvalidError(Exception):
     """The control request is malformed; its text says how (answered 400)."""
 
