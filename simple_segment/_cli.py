@@ -237,14 +237,18 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", parents=[debug], help="run a local Segment-compatible server and print what it receives",
         description="Run FakeSegment, a Segment-compatible server that validates like the real API, and print "
-        "each message it accepts as one line.  Point your app's host at the URL it prints.  "
-        "Stop with Ctrl-C.",
+        "each message it accepts as one line.  Point your app's host at the URL it prints.  Tests in other "
+        "processes can read and script it over HTTP: GET /_messages, GET /_requests (JSON lines), "
+        'POST /_script (e.g. {"status": 503, "times": 3}), POST /_clear.  Stop with Ctrl-C.',
     )
     serve.add_argument(
         "--bind", default="127.0.0.1", metavar="ADDRESS", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument("--port", type=_port, default=8787, help="port (default 8787; 0 picks a free one)")
-    serve.add_argument("--json", action="store_true", help="print each message as one line of JSON")
+    serve.add_argument(
+        "--json", action="store_true",
+        help="print only JSON lines on stdout, one per accepted message (for jq); everything else goes to stderr",
+    )
 
     commands.add_parser(
         "demo", parents=[debug], help="send every call and a batch to an embedded local server; no account needed",
@@ -613,8 +617,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}") from None
     with _stop_on_signals(stop), server:
-        stdout.write(f"listening on {server.url}\n")
-        stdout.flush()
+        # With --json, stdout carries nothing but messages, so it can be piped into jq.
+        chatter = sys.stderr if args.json else stdout
+        chatter.write(f"listening on {server.url}\n")
+        chatter.flush()
         sys.stderr.write(f"point your client's host at {server.url} (any write key); Ctrl-C stops\n")
         sys.stderr.flush()
         last: RecordedRequest | None = None

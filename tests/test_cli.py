@@ -97,7 +97,7 @@ def serving(*args: str) -> Iterator[tuple[subprocess.Popen, str, Lines, Lines]]:
     )
     try:
         out, err = Lines(proc.stdout), Lines(proc.stderr)
-        first = out.next(timeout=20)
+        first = (err if "--json" in args else out).next(timeout=20)  # --json keeps stdout for messages
         assert first.startswith("listening on http://127.0.0.1:"), first
         yield proc, first.split()[-1], out, err
     finally:
@@ -523,3 +523,48 @@ def test_demo_runs_offline_even_behind_a_proxy() -> None:
     assert "anon-42 -> user-1" in rows["alias"]
     assert "batch of 1,000 track calls: 1000 messages in 1 request(s)" in result.stdout
     assert "server recorded 1006 messages" in result.stdout
+
+
+# -- serve: JSON lines and control endpoints ------------------------------------------
+
+
+def rest_of(lines: Lines, timeout: float = 10) -> list[str]:
+    """Every line left in a finished child's stream (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    found: list[str] = []
+    while (line := lines._queue.get(timeout=max(deadline - time.monotonic(), 0.01))) is not None:
+        found.append(line)
+    return found
+
+
+def test_serve_json_stdout_is_only_messages() -> None:
+    """serve --json writes nothing but accepted messages to stdout, one JSON object a line (so it pipes into jq);
+    the URL, rejections and control requests stay off stdout."""
+    with serving("--json") as (proc, url, out, err):
+        with simple_segment.Client(WRITE_KEY, host=url, timeout=5) as client:
+            _, first = client.track("user-1", "Served")
+            assert requests.post(f"{url}/v1/batch", data=b"{bad", auth=(WRITE_KEY, ""), timeout=5).status_code == 400
+            assert requests.get(f"{url}/_messages", timeout=5).status_code == 200
+            _, second = client.identify("user-2", {"plan": "pro"})
+        assert "answered 400" in err.until("rejected:")
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        printed = rest_of(out)
+    assert [json.loads(line) for line in printed] == json.loads(json.dumps([first, second]))
+
+
+def test_serve_is_scripted_and_read_over_http() -> None:
+    """A test in another process scripts serve with POST /_script, reads it with GET /_messages and /_requests,
+    and resets it with POST /_clear."""
+    with serving("--json") as (_, url, out, _):
+        assert requests.post(f"{url}/_script", json={"status": 503, "times": 2}, timeout=5).status_code == 200
+        with simple_segment.Client(WRITE_KEY, host=url, timeout=5, backoff_factor=0.01) as client:
+            _, sent = client.track("user-1", "Retried")
+        assert json.loads(out.next()) == json.loads(json.dumps(sent))
+        messages = requests.get(f"{url}/_messages", timeout=5)
+        assert messages.headers["Content-Type"] == "application/x-ndjson"
+        assert [json.loads(line) for line in messages.text.splitlines()] == json.loads(json.dumps([sent]))
+        statuses = [json.loads(line)["status"] for line in requests.get(f"{url}/_requests", timeout=5).text.splitlines()]
+        assert statuses == [503, 503, 200]
+        assert requests.post(f"{url}/_clear", timeout=5).status_code == 200
+        assert requests.get(f"{url}/_messages", timeout=5).text == ""

@@ -18,12 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from simple_segment.testing._server import (
-    MAX_MESSAGE_BYTES,
-    FakeSegment,
-    FakeSegmentTimeoutError,
-    RecordedRequest,
-)
+from simple_segment.testing import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
+from simple_segment.testing._rules import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -233,6 +229,14 @@ def test_invalid_message_is_400_naming_problem_and_index(fake: FakeSegment, mess
     response = post(fake, batch(track(), message))
     assert_error(response, 400, "invalid_message", "message 1", *words)
     assert fake.messages == []
+
+
+def test_message_id_must_be_shorter_than_100_characters(fake: FakeSegment) -> None:
+    """A messageId of 99 characters is accepted and one of 100 answers 400, the limit the client enforces."""
+    assert post(fake, batch(track(messageId="x" * 99))).status_code == 200
+    response = post(fake, batch(track(messageId="x" * 100)))
+    assert_error(response, 400, "invalid_message", "message 0", '"messageId"', "shorter than 100")
+    assert [len(m["messageId"]) for m in fake.messages] == [99]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@
 
 - :class:`FakeSegment` is a Segment-compatible HTTP server on 127.0.0.1 that
   validates like the real API, records what it accepts and can be scripted per
-  request (status, headers, delay, dropped connection).
+  request (status, headers, delay, dropped connection). Tests in other processes
+  read and script it over HTTP (``GET /_messages``, ``POST /_script``, ...). With
+  ``oauth=OAuthSettings(...)`` it plays a source that requires OAuth: a token
+  endpoint and Bearer checks (the one part that needs PyJWT, imported only then).
 
 Neither imports pytest; the fixtures built on them live in
 :mod:`simple_segment.testing.pytest_plugin`.
@@ -17,6 +20,15 @@ Neither imports pytest; the fixtures built on them live in
 from __future__ import annotations
 
 from ._capture import Captured, capture
+from ._oauth import IssuedToken, OAuthSettings
 from ._server import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
 
-__all__ = ["Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest", "capture"]
+__all__ = [
+    "Captured",
+    "FakeSegment",
+    "FakeSegmentTimeoutError",
+    "IssuedToken",
+    "OAuthSettings",
+    "RecordedRequest",
+    "capture",
+]

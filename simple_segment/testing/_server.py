@@ -1,4 +1,4 @@
-"""A Segment-compatible HTTP server for tests, standard library only.
+"""A Segment-compatible HTTP server for tests, standard library only (OAuth mode aside).
 
 `FakeSegment` listens on loopback, speaks HTTP/1.1 with keep-alive, validates
 requests the way Segment's Tracking API does, records every request, and can be
@@ -16,12 +16,15 @@ Endpoints: ``POST /v1/batch`` (and its alias ``/v1/import``) take
 ``{"batch": [...]}``; ``POST /v1/track``, ``/v1/identify``, ``/v1/page``,
 ``/v1/screen``, ``/v1/group`` and ``/v1/alias`` take one message, whose
 ``type`` is set from the path (and whose body ``writeKey`` is not recorded as
-part of the message). Any other path answers 404; another method on a known
-path answers 405.
+part of the message). In OAuth mode (``FakeSegment(oauth=OAuthSettings(...))``)
+``POST /token`` issues access tokens and tracking requests need one; see
+`FakeSegment` and :mod:`._oauth`. Any other path answers 404; another method
+on a known path answers 405.
 
 Error answers have the body ``{"success": false, "message": ..., "code": ...}``
 with ``Content-Type: application/json``. The codes are ``not_found``,
-``method_not_allowed``, ``missing_write_key`` (401), ``invalid_request`` (bad
+``method_not_allowed``, ``missing_write_key`` (401), ``invalid_token`` (401,
+OAuth mode: no valid Bearer token), ``invalid_request`` (bad
 gzip, invalid JSON, wrong body shape), ``request_too_large``,
 ``message_too_large``, ``too_many_messages`` and ``invalid_message`` (a
 message without the fields its type needs). Success is 200
@@ -32,33 +35,67 @@ Deliberately stricter than Segment:
 - more than 2,500 messages in one request answers 400 ``too_many_messages``
   (Segment answers 200 and silently drops the events, which a test would
   never notice);
-- a ``messageId`` that is not a string of at most 100 characters answers 400;
+- a ``messageId`` that is not a string shorter than 100 characters answers
+  400 (the client refuses to send one, too);
 - ``NaN``, ``Infinity`` and numbers that overflow a float are invalid JSON;
 - an unknown write key is still accepted (as Segment does), but no write key
   at all answers 401.
+
+Control endpoints, for a test in another process than the server (code
+under test in Celery or RQ workers, or ``simple-segment serve``); they are
+never recorded, never use a script and never count as messages:
+
+- ``GET /_messages[?since=N]``: accepted messages as JSON lines
+  (``application/x-ndjson``), oldest first, skipping the first N accepted;
+  the ``X-Messages-Accepted`` header gives the next N. Cheap enough to poll.
+- ``GET /_requests[?since=N]``: one JSON line per recorded request:
+  ``{"method", "path", "status", "headers", "write_key", "received_at",
+  "messages"}``.
+- ``POST /_script``: a JSON object scripting answers like `respond_with`, e.g.
+  ``{"status": 503, "times": 3}`` or ``{"status": 503, "seconds": 2.5}``, with
+  optional ``"headers"``, ``"body"``, ``"delay"``, ``"drop"`` and
+  ``"endpoint"`` (``"token"`` scripts ``POST /token``).
+- ``POST /_clear``: forget everything, as `FakeSegment.clear`.
+
+Details in :mod:`._control`.
+
+The package's parts: :mod:`._rules` (Segment's validation rules, pure
+functions), :mod:`._recorder` (recorded state, scripts and waits),
+:mod:`._control` (the control endpoints), :mod:`._oauth` (OAuth mode's
+token authority, the only part that imports PyJWT) and this module (the HTTP
+server and `FakeSegment`).
 
 Since: 0.1.0
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import collections
 import contextlib
 import dataclasses
-import json
-import math
 import socket
 import socketserver
 import sys
 import threading
 import time
-import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
+
+from . import _control
+from ._oauth import TOKEN_PATH, IssuedToken, OAuthSettings, TokenAuthority
+from ._recorder import Endpoint, FakeSegmentTimeoutError, RecordedRequest, Recorder, Script, make_script
+from ._rules import (
+    JSON_TYPE,
+    MAX_WIRE_BYTES,
+    Verdict,
+    error,
+    evaluate,
+    is_success,
+    json_bytes,
+    status_code,
+    status_phrase,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -68,32 +105,10 @@ if TYPE_CHECKING:
 
     _Request = socket.socket | tuple[bytes, socket.socket]
 
-__all__ = [
-    "MAX_BATCH_MESSAGES",
-    "MAX_MESSAGE_BYTES",
-    "MAX_REQUEST_BYTES",
-    "FakeSegment",
-    "FakeSegmentTimeoutError",
-    "RecordedRequest",
-]
+__all__ = ["FakeSegment", "FakeSegmentTimeoutError", "IssuedToken", "OAuthSettings", "RecordedRequest"]
 
-#: Largest accepted request body, in bytes, after gunzip.
-MAX_REQUEST_BYTES = 500_000
-#: Largest accepted message, in bytes of compact UTF-8 JSON (as the client measures it).
-MAX_MESSAGE_BYTES = 32_768
-#: Most messages accepted in one request (stricter than Segment, see above).
-MAX_BATCH_MESSAGES = 2_500
-#: Longest accepted ``messageId``.
-MAX_MESSAGE_ID_LENGTH = 100
-
-MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
-
-# Bodies larger than this are not read (or gunzipped) at all: the server answers
-# 413 and closes the connection, so a runaway client cannot exhaust memory.
-_MAX_WIRE_BYTES = 16 * 1024 * 1024
 _MAX_CHUNK_LINE = 1024
 _MAX_TRAILER_LINES = 100
-_MAX_ERRORS_KEPT = 100
 # How often the accept loop checks for stop(); bounds how long stop() waits for it.
 _POLL_INTERVAL = 0.05
 # Bounds on stop(): waiting for the accept loop, then for handler threads to finish.
@@ -101,88 +116,7 @@ _STOP_JOIN_TIMEOUT = 5.0
 _STOP_DRAIN_TIMEOUT = 2.0
 # An idle keep-alive connection is closed after this many seconds.
 _IDLE_TIMEOUT = 60.0
-
-_BATCH_PATHS = frozenset({"/v1/batch", "/v1/import"})
-_SINGLE_PATHS = {f"/v1/{type_}": type_ for type_ in MESSAGE_TYPES}
-_JSON = "application/json"
 _NO_BODY_STATUSES = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
-_MIN_STATUS = 200
-_MAX_STATUS = 599
-
-
-def _is_success(status: int) -> bool:
-    return HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES
-
-
-class FakeSegmentTimeoutError(AssertionError, TimeoutError):
-    """`FakeSegment.wait_for_messages` (or ``_requests``) gave up waiting.
-
-    It is an `AssertionError`, so pytest reports it as a failed expectation,
-    and a `TimeoutError`, so code that catches timeouts catches it too.
-    """
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordedRequest:
-    """One HTTP request as `FakeSegment` received and answered it.
-
-    Attributes:
-        method: The HTTP method, e.g. ``"POST"``.
-        path: The request target as sent, including any query string.
-        headers: Request headers with lower-cased names (repeated headers
-            joined with ``", "``).
-        body: The raw body as received on the wire (still gzipped if it was).
-        json: The decoded JSON body (after gunzip), or None if it was not
-            valid JSON.
-        write_key: The HTTP Basic user name, else the body's ``writeKey``,
-            else None.
-        status: The status code answered; 0 if the connection was dropped.
-        received_at: When the request was read, as `time.time`.
-
-    """
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    json: Any
-    write_key: str | None
-    status: int
-    received_at: float
-
-    @property
-    def batch(self) -> list[dict[str, Any]]:
-        """The messages in the body: its ``batch`` list, or the single message.
-
-        Empty if the body was not a JSON object. Entries are returned as sent,
-        even if they are not valid messages.
-        """
-        if not isinstance(self.json, dict):
-            return []
-        batch = self.json.get("batch")
-        if isinstance(batch, list):
-            return list(batch)
-        return [self.json]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Script:
-    """One scripted answer queued by `FakeSegment.respond_with`."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes | None
-    delay: float
-    drop: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class _Verdict:
-    """What validation says about a request: the answer and accepted messages."""
-
-    status: int
-    payload: dict[str, Any]
-    messages: tuple[dict[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,269 +139,60 @@ class _BodyError(Exception):
         self.message = message
 
 
-def _error(status: int, message: str, code: str) -> _Verdict:
-    return _Verdict(status, {"success": False, "message": message, "code": code})
-
-
 def _json_reply(status: int, payload: Mapping[str, Any]) -> _Reply:
-    return _Reply(status, (("Content-Type", _JSON),), _json_bytes(payload))
+    return _Reply(status, (("Content-Type", JSON_TYPE),), json_bytes(payload))
 
 
-def _json_bytes(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _reject_constant(name: str) -> NoReturn:
-    msg = f"{name} is not valid JSON"
-    raise ValueError(msg)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        msg = f"{text} overflows a float"
-        raise ValueError(msg)
-    return value
-
-
-def _parse_json(data: bytes) -> tuple[bool, Any]:
-    """Return ``(True, value)`` for valid JSON, else ``(False, None)``."""
-    try:
-        return True, json.loads(
-            data,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and UnicodeDecodeError.
-        return False, None
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    """Gunzip all members of ``data``; ValueError if invalid or over ``limit``."""
-    out: list[bytes] = []
-    size = 0
-    rest = data
-    while rest:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            chunk = inflater.decompress(rest, limit - size + 1)
-        except zlib.error as exc:
-            msg = f"invalid gzip body: {exc}"
-            raise ValueError(msg) from exc
-        size += len(chunk)
-        if size > limit or inflater.unconsumed_tail:
-            msg = f"gzipped body inflates to over {limit} bytes"
-            raise ValueError(msg)
-        if not inflater.eof:
-            msg = "invalid gzip body: truncated"
-            raise ValueError(msg)
-        out.append(chunk)
-        rest = inflater.unused_data
-    return b"".join(out)
-
-
-def _write_key(headers: Mapping[str, str], body: object) -> str | None:
-    """Return the Basic auth user name, else the body's ``writeKey``, else None."""
-    scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() == "basic" and credentials:
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        user = decoded.partition(":")[0]
-        if user:
-            return user
-    if isinstance(body, dict):
-        key = body.get("writeKey")
-        if isinstance(key, str) and key:
-            return key
-    return None
-
-
-def _missing(value: object) -> bool:
-    return value is None or value == ""
-
-
-def _id_problem(message: Mapping[str, Any], field: str) -> str | None:
-    value = message.get(field)
-    if _missing(value):
-        return f'"{field}" is required'
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return f'"{field}" must be a string'
-    return None
-
-
-def _ids_problem(message: Mapping[str, Any]) -> str | None:
-    if message.get("type") == "alias":
-        return _id_problem(message, "previousId") or _id_problem(message, "userId")
-    if _missing(message.get("userId")) and _missing(message.get("anonymousId")):
-        return '"userId" or "anonymousId" is required'
-    field = "anonymousId" if _missing(message.get("userId")) else "userId"
-    return _id_problem(message, field)
-
-
-def _type_problem(message: Mapping[str, Any]) -> str | None:
-    type_ = message.get("type")
-    if type_ == "track":
-        event = message.get("event")
-        if not isinstance(event, str) or not event:
-            return 'track needs a non-empty string "event"'
-    elif type_ == "group":
-        return _id_problem(message, "groupId")
-    return None
-
-
-def _message_id_problem(message: Mapping[str, Any]) -> str | None:
-    message_id = message.get("messageId")
-    if message_id is None or (isinstance(message_id, str) and len(message_id) <= MAX_MESSAGE_ID_LENGTH):
-        return None
-    limit = MAX_MESSAGE_ID_LENGTH
-    return f'"messageId" must be a string of at most {limit} characters'
-
-
-def _message_problem(message: object) -> str | None:
-    """Return what is wrong with one message, or None if Segment would take it."""
-    if not isinstance(message, dict):
-        return "must be a JSON object"
-    type_ = message.get("type")
-    if type_ not in MESSAGE_TYPES:
-        kinds = ", ".join(sorted(MESSAGE_TYPES))
-        return f'"type" must be one of {kinds}, not {type_!r}'
-    return _ids_problem(message) or _type_problem(message) or _message_id_problem(message)
-
-
-def _validate_messages(messages: list[Any]) -> _Verdict:
-    if len(messages) > MAX_BATCH_MESSAGES:
-        return _error(
-            400,
-            f"batch has {len(messages)} messages, over the limit of {MAX_BATCH_MESSAGES} per request",
-            "too_many_messages",
-        )
-    for index, message in enumerate(messages):
-        # Measured as compact UTF-8 JSON, the bytes a message takes on the wire.
-        size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        if size > MAX_MESSAGE_BYTES:
-            return _error(
-                400,
-                f"message {index} is {size} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes",
-                "message_too_large",
-            )
-        problem = _message_problem(message)
-        if problem:
-            return _error(400, f"message {index}: {problem}", "invalid_message")
-    return _Verdict(200, {"success": True}, tuple(messages))
-
-
-def _decode(headers: Mapping[str, str], body: bytes) -> tuple[bytes, str | None]:
-    """Undo Content-Encoding; return the bytes and a problem (or None)."""
-    encoding = headers.get("content-encoding", "identity").strip().lower()
-    if encoding in {"", "identity"}:
-        return body, None
-    if encoding in {"gzip", "x-gzip"}:
-        try:
-            return _gunzip(body, _MAX_WIRE_BYTES), None
-        except ValueError as exc:
-            return b"", str(exc)
-    return b"", f"unsupported Content-Encoding: {encoding}"
-
-
-def _route_problem(method: str, path: str) -> _Verdict | None:
-    if path not in _BATCH_PATHS and path not in _SINGLE_PATHS:
-        return _error(404, f"no such endpoint: {path or '/'}", "not_found")
-    if method != "POST":
-        return _error(405, f"{method} is not allowed; use POST", "method_not_allowed")
-    return None
-
-
-def _body_problem(
-    decoded: bytes,
-    decode_problem: str | None,
-    *,
-    valid: bool,
-    write_key: str | None,
-) -> _Verdict | None:
-    if decode_problem is not None:
-        return _error(400, decode_problem, "invalid_request")
-    if len(decoded) > MAX_REQUEST_BYTES:
-        return _error(
-            400,
-            f"request body is {len(decoded)} bytes, over the size limit of {MAX_REQUEST_BYTES} bytes",
-            "request_too_large",
-        )
-    if not valid:
-        return _error(400, "Invalid JSON", "invalid_request")
-    if write_key is None:
-        return _error(401, "missing write key", "missing_write_key")
-    return None
-
-
-def _validate_body(path: str, value: object) -> _Verdict:
-    if not isinstance(value, dict):
-        return _error(400, "body must be a JSON object", "invalid_request")
-    if path in _BATCH_PATHS:
-        batch = value.get("batch")
-        if not isinstance(batch, list):
-            return _error(400, 'body must have a "batch" list', "invalid_request")
-        return _validate_messages(batch)
-    message = {k: v for k, v in value.items() if k != "writeKey"}
-    message["type"] = _SINGLE_PATHS[path]
-    return _validate_messages([message])
-
-
-def _evaluate(
-    method: str,
-    target: str,
-    headers: Mapping[str, str],
-    body: bytes,
-) -> tuple[Any, str | None, _Verdict]:
-    """Decode and validate one request as Segment would.
-
-    Returns the decoded JSON (or None), the write key (or None) and the verdict.
-    """
-    decoded, decode_problem = _decode(headers, body)
-    valid, value = (False, None) if decode_problem else _parse_json(decoded)
-    write_key = _write_key(headers, value)
-    path = urlsplit(target).path.rstrip("/")
-    verdict = (
-        _route_problem(method, path)
-        or _body_problem(decoded, decode_problem, valid=valid, write_key=write_key)
-        or _validate_body(path, value)
-    )
-    return value, write_key, verdict
-
-
-def _status_code(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return f"http_{status}"
-
-
-def _status_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return f"HTTP {status}"
-
-
-def _reply_for(verdict: _Verdict, script: _Script | None) -> _Reply:
+def _reply_for(verdict: Verdict, script: Script | None) -> _Reply:
     """Combine the validation verdict with a scripted answer, if any."""
     if script is None:
         return _json_reply(verdict.status, verdict.payload)
     headers = script.headers
     body = script.body
     if body is None:
-        if _is_success(script.status):
+        if is_success(script.status):
             payload: dict[str, Any] = {"success": True}
         else:
             payload = {
                 "success": False,
-                "message": _status_phrase(script.status),
-                "code": _status_code(script.status),
+                "message": status_phrase(script.status),
+                "code": status_code(script.status),
             }
-        body = _json_bytes(payload)
+        body = json_bytes(payload)
     return _Reply(script.status, headers, body, script.delay, script.drop)
+
+
+def _with_headers(base: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Return ``base`` with headers of the same name replaced by ``extra``'s."""
+    replaced = {name.lower() for name, _ in extra}
+    return tuple((name, value) for name, value in base if name.lower() not in replaced) + extra
+
+
+def _token_reply(
+    authority: TokenAuthority,
+    script: Script | None,
+    request: tuple[str, Mapping[str, str], bytes],
+    audience: str,
+) -> _Reply:
+    """Answer ``/token``: the server's own answer (maybe delayed), or a scripted one.
+
+    A 2xx script without a body keeps the server's own answer, so a valid
+    assertion still gets a token (issued before any delay); any other script
+    answers instead of the server and issues nothing.
+    """
+    base = (("Content-Type", JSON_TYPE), ("Cache-Control", "no-store"), ("Date", authority.http_date()))
+    if script is None:
+        answer = authority.answer(*request, audience)
+        return _Reply(answer.status, base, json_bytes(answer.payload))
+    if is_success(script.status) and script.body is None and not script.drop:
+        answer = authority.answer(*request, audience)
+        status = script.status if is_success(answer.status) else answer.status
+        body = json_bytes(answer.payload)
+    else:
+        status = script.status
+        payload = {"error": status_code(status), "error_description": status_phrase(status)}
+        body = script.body if script.body is not None else json_bytes(payload)
+    return _Reply(status, _with_headers(base, script.headers), body, script.delay, script.drop)
 
 
 def _header_dict(items: list[tuple[str, str]]) -> dict[str, str]:
@@ -478,94 +203,6 @@ def _header_dict(items: list[tuple[str, str]]) -> dict[str, str]:
     return headers
 
 
-class _Recorder:
-    """All mutable state shared by handler threads, behind one lock."""
-
-    def __init__(
-        self,
-        max_messages: int,
-        max_requests: int,
-        on_message: Callable[[dict[str, Any]], None] | None,
-    ) -> None:
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
-        self.stopping = threading.Event()
-        self.on_message = on_message
-        self.requests: collections.deque[RecordedRequest] = collections.deque(
-            maxlen=max_requests,
-        )
-        self.messages: collections.deque[dict[str, Any]] = collections.deque(
-            maxlen=max_messages,
-        )
-        self.scripts: collections.deque[_Script] = collections.deque()
-        self.errors: collections.deque[BaseException] = collections.deque(
-            maxlen=_MAX_ERRORS_KEPT,
-        )
-        self.connections: set[socket.socket] = set()
-        self.requests_seen = 0
-        self.messages_accepted = 0
-        self.dropped_requests = 0
-        self.dropped_messages = 0
-        self.connections_accepted = 0
-
-    def clear(self) -> None:
-        with self.lock:
-            self.requests.clear()
-            self.messages.clear()
-            self.scripts.clear()
-            self.errors.clear()
-            self.requests_seen = 0
-            self.messages_accepted = 0
-            self.dropped_requests = 0
-            self.dropped_messages = 0
-            self.connections_accepted = 0
-            self.changed.notify_all()
-
-    def next_script(self) -> _Script | None:
-        with self.lock:
-            return self.scripts.popleft() if self.scripts else None
-
-    def record(
-        self,
-        request: RecordedRequest,
-        messages: tuple[dict[str, Any], ...],
-    ) -> None:
-        with self.lock:
-            if len(self.requests) == self.requests.maxlen:
-                self.dropped_requests += 1
-            self.requests.append(request)
-            self.requests_seen += 1
-            limit = self.messages.maxlen or 0
-            self.dropped_messages += max(0, len(self.messages) + len(messages) - limit)
-            self.messages.extend(messages)
-            self.messages_accepted += len(messages)
-            self.changed.notify_all()
-        callback = self.on_message
-        if callback is not None:
-            for message in messages:
-                self._notify(callback, message)
-
-    def _notify(self, callback: Callable[[dict[str, Any]], None], message: dict[str, Any]) -> None:
-        try:
-            callback(message)
-        except Exception as exc:  # noqa: BLE001 - kept in .errors for the test to see
-            self.add_error(exc)
-
-    def add_error(self, exc: BaseException) -> None:
-        with self.lock:
-            self.errors.append(exc)
-
-    def add_connection(self, sock: socket.socket) -> None:
-        with self.lock:
-            self.connections.add(sock)
-            self.connections_accepted += 1
-
-    def remove_connection(self, sock: socket.socket) -> None:
-        with self.lock:
-            self.connections.discard(sock)
-            self.changed.notify_all()
-
-
 class _Server(ThreadingHTTPServer):
     """Threaded HTTP server that tracks client sockets so stop() can close them."""
 
@@ -573,8 +210,20 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], recorder: _Recorder) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        recorder: Recorder,
+        authority: TokenAuthority | None,
+        clear: Callable[[], None],
+    ) -> None:
         self.recorder = recorder
+        self.authority = authority
+        self.clear = clear
+        self.audience = ""  # the base URL, the aud of client assertions; set by FakeSegment.start
+        self.stopping = threading.Event()
+        self.connections: set[socket.socket] = set()
+        self.connections_changed = threading.Condition()
         super().__init__(address, _Handler)
         self.timeout = _POLL_INTERVAL
 
@@ -588,14 +237,40 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: _Request, client_address: object) -> None:
         """Track the client socket, then hand it to a daemon thread."""
         if isinstance(request, socket.socket):
-            self.recorder.add_connection(request)
+            with self.connections_changed:
+                self.connections.add(request)
+            self.recorder.count_connection()
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: _Request) -> None:
         """Forget and close the client socket."""
         if isinstance(request, socket.socket):
-            self.recorder.remove_connection(request)
+            with self.connections_changed:
+                self.connections.discard(request)
+                self.connections_changed.notify_all()
         super().shutdown_request(request)
+
+    def close_connections(self, timeout: float) -> None:
+        """Shut down every client socket, then wait up to ``timeout`` for their threads."""
+        with self.connections_changed:
+            connections = list(self.connections)
+        for sock in connections:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        with self.connections_changed:
+            while self.connections:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.connections_changed.wait(remaining)
+
+    def authorize(self, headers: Mapping[str, str]) -> Verdict | None:
+        """In OAuth mode: reject a tracking request without a valid Bearer token."""
+        if self.authority is None:
+            return None
+        problem = self.authority.bearer_problem(headers)
+        return None if problem is None else error(401, problem, "invalid_token")
 
     def handle_error(self, request: _Request, client_address: object) -> None:  # noqa: ARG002 - stdlib signature
         """Keep unexpected handler exceptions instead of printing them to stderr.
@@ -603,7 +278,7 @@ class _Server(ThreadingHTTPServer):
         Disconnects (any `OSError`) and anything after stop() are normal and ignored.
         """
         exc = sys.exc_info()[1]
-        if exc is None or isinstance(exc, OSError) or self.recorder.stopping.is_set():
+        if exc is None or isinstance(exc, OSError) or self.stopping.is_set():
             return
         self.recorder.add_error(exc)
 
@@ -624,11 +299,18 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = _IDLE_TIMEOUT
 
     @property
-    def recorder(self) -> _Recorder:
-        return cast("_Server", self.server).recorder
+    def fake(self) -> _Server:
+        return cast("_Server", self.server)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         """Stay silent: the default writes every request to stderr."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Stamp the Date header from the server's clock (``clock_offset`` in OAuth mode)."""
+        authority = self.fake.authority
+        if timestamp is None and authority is not None:
+            return authority.http_date()
+        return super().date_time_string(timestamp)
 
     def send_error(
         self,
@@ -637,8 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
         explain: str | None = None,
     ) -> None:
         """Answer malformed HTTP (bad request line, bad headers) with a JSON error."""
-        text = message or explain or _status_phrase(code)
-        payload = {"success": False, "message": text, "code": _status_code(code)}
+        text = message or explain or status_phrase(code)
+        payload = {"success": False, "message": text, "code": status_code(code)}
         self.close_connection = True
         with_body = code >= HTTPStatus.OK and code not in _NO_BODY_STATUSES
         reply = _json_reply(code, payload)
@@ -673,8 +355,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        if self.path.startswith(_control.PREFIX):
+            self._serve_control()
+            return
         received_at = time.time()
         headers = _header_dict(list(self.headers.items()))
+        recorder = self.fake.recorder
         try:
             body = self._read_body()
         except _BodyError as exc:
@@ -695,14 +381,19 @@ class _Handler(BaseHTTPRequestHandler):
                 status=exc.status,
                 received_at=received_at,
             )
-            self.recorder.record(request, ())
+            recorder.record(request, ())
             self._write(reply)
             return
 
-        script = self.recorder.next_script() if self.command == "POST" else None
-        value, write_key, verdict = _evaluate(self.command, self.path, headers, body)
+        authority = self.fake.authority
+        if authority is not None and urlsplit(self.path).path.rstrip("/") == TOKEN_PATH:
+            self._serve_token(authority, headers, body, received_at)
+            return
+        script = recorder.next_script() if self.command == "POST" else None
+        authorize = self.fake.authorize if authority is not None else None
+        value, write_key, verdict = evaluate(self.command, self.path, headers, body, authorize=authorize)
         reply = _reply_for(verdict, script)
-        accepted = _is_success(reply.status) and _is_success(verdict.status)
+        accepted = is_success(reply.status) and is_success(verdict.status)
         messages = verdict.messages if accepted and not reply.drop else ()
         status = 0 if reply.drop else reply.status
         request = RecordedRequest(
@@ -715,9 +406,42 @@ class _Handler(BaseHTTPRequestHandler):
             status=status,
             received_at=received_at,
         )
-        self.recorder.record(request, messages)
+        recorder.record(request, messages)
+        self._finish(reply)
 
-        if reply.delay > 0 and self.recorder.stopping.wait(reply.delay):
+    def _serve_token(self, authority: TokenAuthority, headers: dict[str, str], body: bytes, received_at: float) -> None:
+        """Answer ``/token`` in OAuth mode; recorded like any request, with no messages."""
+        recorder = self.fake.recorder
+        script = recorder.next_script("token") if self.command == "POST" else None
+        reply = _token_reply(authority, script, (self.command, headers, body), self.fake.audience)
+        request = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers=headers,
+            body=body,
+            json=None,
+            write_key=None,
+            status=0 if reply.drop else reply.status,
+            received_at=received_at,
+        )
+        recorder.record(request, ())
+        self._finish(reply)
+
+    def _serve_control(self) -> None:
+        """Answer a control request; it is not recorded and uses no script."""
+        try:
+            body = self._read_body()
+        except _BodyError as exc:
+            self.close_connection = True
+            payload = {"success": False, "message": exc.message, "code": "invalid_request"}
+            self._write(_json_reply(exc.status, payload))
+            return
+        status, headers, answer = _control.handle(self.fake.recorder, self.command, self.path, body, self.fake.clear)
+        self._write(_Reply(status, headers, answer))
+
+    def _finish(self, reply: _Reply) -> None:
+        """Write ``reply`` after its delay, or drop the connection."""
+        if reply.delay > 0 and self.fake.stopping.wait(reply.delay):
             reply = dataclasses.replace(reply, drop=True)
         if reply.drop:
             self.close_connection = True
@@ -736,7 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BodyError(400, f"invalid Content-Length: {length_text!r}") from None
         if length < 0:
             raise _BodyError(400, f"invalid Content-Length: {length_text!r}")
-        if length > _MAX_WIRE_BYTES:
+        if length > MAX_WIRE_BYTES:
             raise _BodyError(413, f"body of {length} bytes is far over the size limit")
         body = self.rfile.read(length)
         if len(body) < length:
@@ -746,6 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_chunked(self) -> bytes:
         parts: list[bytes] = []
         total = 0
+        # Bounded: every chunk adds at least one byte to ``total``, capped at MAX_WIRE_BYTES.
         while True:
             line = self.rfile.readline(_MAX_CHUNK_LINE)
             try:
@@ -757,7 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
             if size == 0:
                 break
             total += size
-            if total > _MAX_WIRE_BYTES:
+            if total > MAX_WIRE_BYTES:
                 raise _BodyError(413, "chunked body is far over the size limit")
             chunk = self.rfile.read(size)
             if len(chunk) < size or self.rfile.read(2) != b"\r\n":
@@ -769,7 +494,11 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(parts)
 
     def _write(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
+        if any(name.lower() == "date" for name, _ in reply.headers):
+            self.send_response_only(reply.status)  # the reply brings its own Date
+            self.send_header("Server", self.version_string())
+        else:
+            self.send_response(reply.status)
         for name, value in reply.headers:
             if name.lower() not in {"content-length", "transfer-encoding"}:
                 self.send_header(name, value)
@@ -798,12 +527,36 @@ class FakeSegment:
     messages in a request answers 400, where Segment answers 200 and silently
     drops the events. See the module docstring for the error codes.
 
+    Code in another process (a Celery or RQ worker, say) can send to `url`
+    like any client; a test that does not hold this object can read and
+    script it over HTTP with the control endpoints ``GET /_messages``,
+    ``GET /_requests``, ``POST /_script`` and ``POST /_clear`` (see the module
+    docstring).
+
+    OAuth mode (``oauth=OAuthSettings(...)``) plays a source that requires
+    OAuth, as SPEC.md section 6 describes it: ``POST /token`` verifies the
+    client assertion (an RS256 JWT: ``kid`` the key id, ``iss`` = ``sub`` the
+    client id, ``aud`` this server's `url`, ``iat``/``exp`` judged on the
+    server's clock, a fresh ``jti``) and answers 200 ``{"access_token",
+    "expires_in", "scope", "token_type": "Bearer"}`` with a ``Date`` header.
+    A bad assertion answers 400 ``{"error": "invalid_request",
+    "error_description": ...}`` ("Token used before issued" / "Token is
+    expired" when ``iat``/``exp`` disagree with the server's clock, which
+    `clock_offset` moves); an unknown client 401 ``invalid_client``. Tracking
+    requests then need ``Authorization: Bearer <token>`` with a token this
+    server issued that has not expired or been revoked, else 401
+    ``invalid_token``; the write key is not required. Token requests are
+    recorded in `requests` (path ``/token``) and can be scripted with
+    ``respond_with(..., endpoint="token")``. See `tokens`, `revoke_tokens`,
+    `token_lifetime` and `clock_offset`. Only this mode needs PyJWT with
+    cryptography, imported when the server is created.
+
     A stopped server cannot be started again; create a new one.
 
     Since: 0.1.0
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - all but host and port are keyword-only options
         self,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -811,6 +564,7 @@ class FakeSegment:
         max_messages: int = 1_000_000,
         max_requests: int = 100_000,
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         """Configure the server; nothing listens until `start`.
 
@@ -823,9 +577,13 @@ class FakeSegment:
             on_message: Called with each accepted message, on the request's
                 thread, outside the lock, before the response is sent. Its
                 exceptions are kept in `errors`, not raised.
+            oauth: Require OAuth, as these settings say (see the class
+                docstring). Since: 0.1.0.
 
         Raises:
-            ValueError: ``max_messages`` or ``max_requests`` is negative.
+            ValueError: ``max_messages`` or ``max_requests`` is negative, or
+                the OAuth public key is not an RSA key.
+            ImportError: ``oauth`` is given but PyJWT or cryptography is missing.
 
         """
         if max_messages < 0 or max_requests < 0:
@@ -833,7 +591,8 @@ class FakeSegment:
             raise ValueError(msg)
         self._host = host
         self._port = port
-        self._recorder = _Recorder(max_messages, max_requests, on_message)
+        self._recorder = Recorder(max_messages, max_requests, on_message, oauth=oauth is not None)
+        self._authority = None if oauth is None else TokenAuthority(oauth)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
@@ -842,10 +601,9 @@ class FakeSegment:
     def __repr__(self) -> str:
         """Show where it listens and how much it has recorded."""
         where = self.url if self._server is not None else "not started"
-        with self._recorder.lock:
-            requests = len(self._recorder.requests)
-            messages = len(self._recorder.messages)
-        counts = f"requests={requests} messages={messages}"
+        recorder = self._recorder
+        with recorder.lock:
+            counts = f"requests={len(recorder.requests)} messages={len(recorder.messages)}"
         return f"<FakeSegment {where} {counts}>"
 
     # -- lifecycle -----------------------------------------------------------
@@ -867,8 +625,9 @@ class FakeSegment:
             if self._server is not None:
                 return self
             server_class = _Server6 if ":" in self._host else _Server
-            server = server_class((self._host, self._port), self._recorder)
+            server = server_class((self._host, self._port), self._recorder, self._authority, self.clear)
             self._server = server
+            server.audience = self.url  # before the first request is accepted
             self._thread = threading.Thread(
                 target=self._accept_loop,
                 args=(server,),
@@ -879,8 +638,7 @@ class FakeSegment:
         return self
 
     def _accept_loop(self, server: _Server) -> None:
-        stopping = self._recorder.stopping
-        while not stopping.is_set() and self._accept_once(server):
+        while not server.stopping.is_set() and self._accept_once(server):
             pass
 
     def _accept_once(self, server: _Server) -> bool:
@@ -889,7 +647,7 @@ class FakeSegment:
             server.handle_request()
         except (OSError, ValueError):
             # The listening socket went away under us: only stop() does that.
-            if self._recorder.stopping.is_set():
+            if server.stopping.is_set():
                 return False
             raise
         return True
@@ -905,25 +663,13 @@ class FakeSegment:
                 return
             self._stopped = True
             server, thread = self._server, self._thread
-        recorder = self._recorder
-        recorder.stopping.set()
         if server is None:
             return
+        server.stopping.set()
         if thread is not None:
             thread.join(_STOP_JOIN_TIMEOUT)
         server.server_close()
-        with recorder.lock:
-            connections = list(recorder.connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):  # already closed by its handler
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + _STOP_DRAIN_TIMEOUT
-        with recorder.changed:
-            while recorder.connections:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                recorder.changed.wait(remaining)
+        server.close_connections(_STOP_DRAIN_TIMEOUT)
 
     def close(self) -> None:
         """Stop the server, as `stop` does."""
@@ -1020,7 +766,10 @@ class FakeSegment:
 
     @property
     def connections_accepted(self) -> int:
-        """How many TCP connections clients opened (keep-alive reuse keeps this low)."""
+        """How many TCP connections clients opened (keep-alive reuse keeps this low).
+
+        Connections used only for control endpoints count too.
+        """
         with self._recorder.lock:
             return self._recorder.connections_accepted
 
@@ -1035,16 +784,22 @@ class FakeSegment:
 
     @property
     def pending_responses(self) -> int:
-        """How many scripted responses are queued and not yet used."""
-        with self._recorder.lock:
-            return len(self._recorder.scripts)
+        """How many counted scripted responses are queued and not yet used.
+
+        A time window (``respond_with(..., seconds=...)``) is not counted.
+        """
+        return self._recorder.pending_scripts()
 
     def clear(self) -> None:
         """Forget recorded requests, messages, errors, counters and pending scripts.
 
-        Open connections stay open.
+        Open connections stay open. In OAuth mode the record of issued tokens
+        (`tokens`, `tokens_issued`) is forgotten too, but the tokens stay valid,
+        so a client holding one goes on without a new token request.
         """
         self._recorder.clear()
+        if self._authority is not None:
+            self._authority.forget_history()
 
     def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until ``n`` messages in all have been accepted; return `messages`.
@@ -1057,17 +812,7 @@ class FakeSegment:
                 seconds (an `AssertionError` and a `TimeoutError`).
 
         """
-        recorder = self._recorder
-        with recorder.changed:
-            reached = recorder.changed.wait_for(lambda: recorder.messages_accepted >= n, max(timeout, 0.0))
-            if not reached:
-                msg = (
-                    f"waited {timeout}s for {n} messages; "
-                    f"got {recorder.messages_accepted} "
-                    f"from {recorder.requests_seen} requests"
-                )
-                raise FakeSegmentTimeoutError(msg)
-            return list(recorder.messages)
+        return self._recorder.wait_for_messages(n, timeout)
 
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Wait until ``n`` requests in all have been received; return `requests`.
@@ -1077,14 +822,7 @@ class FakeSegment:
                 seconds.
 
         """
-        recorder = self._recorder
-        with recorder.changed:
-            reached = recorder.changed.wait_for(lambda: recorder.requests_seen >= n, max(timeout, 0.0))
-            if not reached:
-                got = recorder.requests_seen
-                msg = f"waited {timeout}s for {n} requests; got {got}"
-                raise FakeSegmentTimeoutError(msg)
-            return list(recorder.requests)
+        return self._recorder.wait_for_requests(n, timeout)
 
     # -- scripting -----------------------------------------------------------
 
@@ -1096,14 +834,19 @@ class FakeSegment:
         body: bytes | str | dict[str, Any] | None = None,
         delay: float = 0.0,
         drop: bool = False,
-        times: int = 1,
+        times: int | None = None,
+        seconds: float | None = None,
+        endpoint: Endpoint = "tracking",
     ) -> None:
-        """Queue the answer to the next ``times`` POST requests.
+        """Script the answer to the next ``times`` POSTs, or to every POST for ``seconds``.
 
-        Scripts are used one per POST, in the order queued; with none queued the
-        request is validated and answered normally. The request is still
-        recorded. Its messages count as accepted only if the scripted status is
-        2xx *and* the request passes validation.
+        Counted scripts are used one per POST, in the order queued; with none
+        queued the request is validated and answered normally. A time window
+        (``seconds``) starts now, answers every POST until it ends (queued
+        scripts wait meanwhile) and replaces an earlier window. The request is
+        still recorded; its messages count as accepted (and are stored before
+        any ``delay``) only if the scripted status is 2xx *and* the request
+        passes validation. ``POST /_script`` does the same from another process.
 
         Args:
             status: The status code to answer (200-599).
@@ -1118,33 +861,102 @@ class FakeSegment:
                 connection dropped) by `stop`.
             drop: Read the request, then close the connection without answering
                 (recorded with status 0).
-            times: How many consecutive POSTs get this answer.
+            times: How many consecutive POSTs get this answer (default 1).
+            seconds: Instead of ``times``: answer every POST this way for the
+                next ``seconds`` seconds. Since: 0.1.0.
+            endpoint: ``"tracking"`` (every POST but ``/token``) or, in OAuth
+                mode, ``"token"`` (``POST /token``); each has its own scripts.
+                A token script without a body answers
+                ``{"error": <reason_code>, "error_description": <reason>}``;
+                a 2xx one without a body still verifies the assertion and
+                issues the token (before any ``delay``). Since: 0.1.0.
 
         Raises:
-            ValueError: status, delay or times is out of range.
+            ValueError: status, delay, times or seconds is out of range, both
+                times and seconds are given, or the endpoint is unknown
+                (``"token"`` without OAuth mode).
 
         """
-        if not _MIN_STATUS <= status <= _MAX_STATUS:
-            msg = f"status must be between 200 and 599, not {status}"
-            raise ValueError(msg)
-        if not (delay >= 0 and math.isfinite(delay)):
-            msg = f"delay must be a finite number of seconds >= 0, not {delay}"
-            raise ValueError(msg)
-        if times < 1:
-            msg = f"times must be at least 1, not {times}"
-            raise ValueError(msg)
-        header_items = dict(headers or {})
-        if isinstance(body, dict):
-            raw: bytes | None = _json_bytes(body)
-            content_type = _JSON
-        elif isinstance(body, str):
-            raw, content_type = body.encode(), "text/plain; charset=utf-8"
-        elif isinstance(body, bytes):
-            raw, content_type = body, "text/plain; charset=utf-8"
-        else:
-            raw, content_type = None, _JSON
-        if not any(name.lower() == "content-type" for name in header_items):
-            header_items["Content-Type"] = content_type
-        script = _Script(status, tuple(header_items.items()), raw, float(delay), drop)
-        with self._recorder.lock:
-            self._recorder.scripts.extend([script] * times)
+        script = make_script(status, headers=headers, body=body, delay=delay, drop=drop)
+        self._recorder.add_script(script, times=times, seconds=seconds, endpoint=endpoint)
+
+    # -- OAuth mode --------------------------------------------------------------
+
+    def _oauth(self) -> TokenAuthority:
+        if self._authority is None:
+            msg = "FakeSegment is not in OAuth mode; create it with oauth=OAuthSettings(...)"
+            raise RuntimeError(msg)
+        return self._authority
+
+    @property
+    def oauth(self) -> OAuthSettings | None:
+        """The OAuth settings it was created with, or None without OAuth mode."""
+        return None if self._authority is None else self._authority.settings
+
+    @property
+    def tokens(self) -> list[IssuedToken]:
+        """The access tokens issued since start (or `clear`), oldest first, as they are now.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+
+        """
+        return self._oauth().tokens
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many access tokens were issued since start (or `clear`).
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+
+        """
+        return self._oauth().issued
+
+    def revoke_tokens(self) -> int:
+        """Revoke every access token issued so far; return how many were still unrevoked.
+
+        A tracking request with a revoked token answers 401 ``invalid_token``;
+        the client must ask ``/token`` again.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+
+        """
+        return self._oauth().revoke_all()
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds a newly issued token lives (``expires_in``); settable.
+
+        Tokens already issued keep their expiry.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+            ValueError: Set to less than 1 second.
+
+        """
+        return self._oauth().token_lifetime
+
+    @token_lifetime.setter
+    def token_lifetime(self, seconds: int) -> None:
+        self._oauth().token_lifetime = seconds
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock runs ahead of this machine's (negative: behind); settable.
+
+        It judges client assertions' ``iat``/``exp``, stamps the ``Date`` header
+        a client reads its skew from, and ages tokens: moving it forward by
+        `token_lifetime` expires every token without waiting.
+
+        Raises:
+            RuntimeError: Not in OAuth mode.
+            ValueError: Set to a non-finite number.
+
+        """
+        return self._oauth().clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._oauth().clock_offset = seconds

@@ -1,0 +1,360 @@
+"""What `FakeSegment` remembers: recorded requests and messages, scripts, waits.
+
+`Recorder` holds all state that request threads share, behind one lock, and
+knows nothing of HTTP or sockets. Waits are bounded by the caller's timeout.
+
+Since: 0.1.0
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._rules import JSON_TYPE, MAX_STATUS, MIN_STATUS, json_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["Endpoint", "FakeSegmentTimeoutError", "RecordedRequest", "Recorder", "Script", "make_script"]
+
+_MAX_ERRORS_KEPT = 100
+
+#: Which requests a script answers: ``"tracking"`` is every POST except the
+#: OAuth token endpoint; ``"token"`` is ``POST /token``.
+Endpoint = Literal["tracking", "token"]
+ENDPOINTS: tuple[Endpoint, ...] = ("tracking", "token")
+
+
+class FakeSegmentTimeoutError(AssertionError, TimeoutError):
+    """`FakeSegment.wait_for_messages` (or ``_requests``) gave up waiting.
+
+    It is an `AssertionError`, so pytest reports it as a failed expectation,
+    and a `TimeoutError`, so code that catches timeouts catches it too.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request as `FakeSegment` received and answered it.
+
+    Attributes:
+        method: The HTTP method, e.g. ``"POST"``.
+        path: The request target as sent, including any query string.
+        headers: Request headers with lower-cased names (repeated headers
+            joined with ``", "``).
+        body: The raw body as received on the wire (still gzipped if it was).
+        json: The decoded JSON body (after gunzip), or None if it was not
+            valid JSON.
+        write_key: The HTTP Basic user name, else the body's ``writeKey``,
+            else None.
+        status: The status code answered; 0 if the connection was dropped.
+        received_at: When the request was read, as `time.time`.
+
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    write_key: str | None
+    status: int
+    received_at: float
+
+    @property
+    def batch(self) -> list[dict[str, Any]]:
+        """The messages in the body: its ``batch`` list, or the single message.
+
+        Empty if the body was not a JSON object. Entries are returned as sent,
+        even if they are not valid messages.
+        """
+        if not isinstance(self.json, dict):
+            return []
+        batch = self.json.get("batch")
+        if isinstance(batch, list):
+            return list(batch)
+        return [self.json]
+
+
+@dataclasses.dataclass(frozen=True)
+class Script:
+    """One scripted answer queued by `FakeSegment.respond_with`.
+
+    ``body`` None means "the server's own body for this status".
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
+    delay: float
+    drop: bool
+
+
+def make_script(
+    status: int,
+    *,
+    headers: Mapping[str, str] | None,
+    body: bytes | str | Mapping[str, Any] | list[Any] | None,
+    delay: float,
+    drop: bool,
+) -> Script:
+    """Check and build a `Script` (see `FakeSegment.respond_with` for the arguments).
+
+    Raises:
+        ValueError: status or delay is out of range.
+
+    """
+    if isinstance(status, bool) or not MIN_STATUS <= status <= MAX_STATUS:
+        msg = f"status must be between {MIN_STATUS} and {MAX_STATUS}, not {status}"
+        raise ValueError(msg)
+    if isinstance(delay, bool) or not (delay >= 0 and math.isfinite(delay)):
+        msg = f"delay must be a finite number of seconds >= 0, not {delay}"
+        raise ValueError(msg)
+    header_items = dict(headers or {})
+    raw: bytes | None
+    if isinstance(body, str):
+        raw, content_type = body.encode(), "text/plain; charset=utf-8"
+    elif isinstance(body, bytes):
+        raw, content_type = body, "text/plain; charset=utf-8"
+    elif body is None:
+        raw, content_type = None, JSON_TYPE
+    else:
+        raw, content_type = json_bytes(body), JSON_TYPE
+    if not any(name.lower() == "content-type" for name in header_items):
+        header_items["Content-Type"] = content_type
+    return Script(int(status), tuple(header_items.items()), raw, float(delay), bool(drop))
+
+
+@dataclasses.dataclass
+class _Queued:
+    """A queued script and how many more POSTs it answers."""
+
+    script: Script
+    left: int
+
+
+class _Scripts:
+    """The scripted answers of one endpoint: an optional time window, then a queue.
+
+    While the window is open every POST gets its script and the queue waits;
+    afterwards queued scripts are used in order, each ``times`` times. Not
+    thread-safe on its own: `Recorder` guards it with its lock.
+    """
+
+    def __init__(self) -> None:
+        # Kept as counts, so a large ``times`` costs nothing.
+        self.queue: collections.deque[_Queued] = collections.deque()
+        self.window: Script | None = None
+        self.window_ends = 0.0
+
+    def take(self, now: float) -> Script | None:
+        if self.window is not None:
+            if now < self.window_ends:
+                return self.window
+            self.window = None
+        if not self.queue:
+            return None
+        entry = self.queue[0]
+        entry.left -= 1
+        if entry.left <= 0:
+            self.queue.popleft()
+        return entry.script
+
+    def pending(self) -> int:
+        return sum(entry.left for entry in self.queue)
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.window = None
+
+
+class Recorder:
+    """All mutable state shared by request threads, behind one lock.
+
+    Attributes are read and written only while holding `lock` (`changed` is a
+    condition on that lock, notified whenever something is recorded or cleared).
+    """
+
+    def __init__(
+        self,
+        max_messages: int,
+        max_requests: int,
+        on_message: Callable[[dict[str, Any]], None] | None,
+        *,
+        oauth: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.oauth = oauth  # whether the token endpoint exists, so its scripts can be used
+        self.clock = clock  # times script windows
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.on_message = on_message
+        self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_requests)
+        self.messages: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_messages)
+        self.scripts = {endpoint: _Scripts() for endpoint in ENDPOINTS}
+        self.errors: collections.deque[BaseException] = collections.deque(maxlen=_MAX_ERRORS_KEPT)
+        self.requests_seen = 0
+        self.messages_accepted = 0
+        self.dropped_requests = 0
+        self.dropped_messages = 0
+        self.connections_accepted = 0
+
+    def clear(self) -> None:
+        """Forget requests, messages, scripts, errors and counters."""
+        with self.lock:
+            self.requests.clear()
+            self.messages.clear()
+            for scripts in self.scripts.values():
+                scripts.clear()
+            self.errors.clear()
+            self.requests_seen = 0
+            self.messages_accepted = 0
+            self.dropped_requests = 0
+            self.dropped_messages = 0
+            self.connections_accepted = 0
+            self.changed.notify_all()
+
+    # -- scripts ---------------------------------------------------------------
+
+    def add_script(
+        self,
+        script: Script,
+        *,
+        times: int | None = None,
+        seconds: float | None = None,
+        endpoint: Endpoint = "tracking",
+    ) -> None:
+        """Use ``script`` for the next ``times`` POSTs, or for every POST during ``seconds``.
+
+        With neither, ``times`` is 1. A window starts now and replaces any open
+        window of the same endpoint.
+
+        Raises:
+            ValueError: Both or an out-of-range ``times``/``seconds``, or an
+                unknown endpoint (``"token"`` without OAuth mode).
+
+        """
+        if endpoint not in ENDPOINTS:
+            msg = f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}"
+            raise ValueError(msg)
+        if endpoint == "token" and not self.oauth:
+            msg = 'endpoint "token" exists only in OAuth mode: FakeSegment(oauth=OAuthSettings(...))'
+            raise ValueError(msg)
+        if times is not None and seconds is not None:
+            msg = "give times or seconds, not both"
+            raise ValueError(msg)
+        if seconds is not None:
+            if isinstance(seconds, bool) or not (seconds > 0 and math.isfinite(seconds)):
+                msg = f"seconds must be a finite number > 0, not {seconds}"
+                raise ValueError(msg)
+            with self.lock:
+                scripts = self.scripts[endpoint]
+                scripts.window = script
+                scripts.window_ends = self.clock() + seconds
+            return
+        count = 1 if times is None else times
+        if isinstance(count, bool) or count < 1:
+            msg = f"times must be at least 1, not {count}"
+            raise ValueError(msg)
+        with self.lock:
+            self.scripts[endpoint].queue.append(_Queued(script, count))
+
+    def next_script(self, endpoint: Endpoint = "tracking") -> Script | None:
+        """Take the script for this POST, or None to answer normally."""
+        with self.lock:
+            return self.scripts[endpoint].take(self.clock())
+
+    def pending_scripts(self) -> int:
+        """Return how many counted script uses are left (time windows not included)."""
+        with self.lock:
+            return sum(scripts.pending() for scripts in self.scripts.values())
+
+    # -- recording -------------------------------------------------------------
+
+    def record(self, request: RecordedRequest, messages: tuple[dict[str, Any], ...]) -> None:
+        """Keep ``request`` and its accepted ``messages``, then call ``on_message``."""
+        with self.lock:
+            if len(self.requests) == self.requests.maxlen:
+                self.dropped_requests += 1
+            self.requests.append(request)
+            self.requests_seen += 1
+            limit = self.messages.maxlen or 0
+            self.dropped_messages += max(0, len(self.messages) + len(messages) - limit)
+            self.messages.extend(messages)
+            self.messages_accepted += len(messages)
+            self.changed.notify_all()
+        callback = self.on_message
+        if callback is not None:
+            for message in messages:
+                self._notify(callback, message)
+
+    def _notify(self, callback: Callable[[dict[str, Any]], None], message: dict[str, Any]) -> None:
+        try:
+            callback(message)
+        except Exception as exc:  # noqa: BLE001 - kept in .errors for the test to see
+            self.add_error(exc)
+
+    def add_error(self, exc: BaseException) -> None:
+        """Keep an unexpected exception for `FakeSegment.errors`."""
+        with self.lock:
+            self.errors.append(exc)
+
+    def count_connection(self) -> None:
+        """Count one accepted TCP connection."""
+        with self.lock:
+            self.connections_accepted += 1
+
+    def messages_since(self, since: int) -> tuple[int, list[dict[str, Any]]]:
+        """Return how many messages were accepted in all, and those kept after the first ``since``.
+
+        ``since`` counts every accepted message since start or clear, including
+        those forgotten to stay within ``max_messages``.
+        """
+        with self.lock:
+            first_kept = self.messages_accepted - len(self.messages)
+            skip = max(0, since - first_kept)
+            return self.messages_accepted, list(itertools.islice(self.messages, skip, None))
+
+    def requests_since(self, since: int) -> tuple[int, list[RecordedRequest]]:
+        """Return how many requests were received in all, and those kept after the first ``since``."""
+        with self.lock:
+            first_kept = self.requests_seen - len(self.requests)
+            skip = max(0, since - first_kept)
+            return self.requests_seen, list(itertools.islice(self.requests, skip, None))
+
+    # -- waits -----------------------------------------------------------------
+
+    def wait_for_messages(self, n: int, timeout: float) -> list[dict[str, Any]]:
+        """Wait until ``n`` messages were accepted in all; return those kept.
+
+        Raises:
+            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``.
+
+        """
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.messages_accepted >= n, max(timeout, 0.0)):
+                msg = (
+                    f"waited {timeout}s for {n} messages; "
+                    f"got {self.messages_accepted} from {self.requests_seen} requests"
+                )
+                raise FakeSegmentTimeoutError(msg)
+            return list(self.messages)
+
+    def wait_for_requests(self, n: int, timeout: float) -> list[RecordedRequest]:
+        """Wait until ``n`` requests were received in all; return those kept.
+
+        Raises:
+            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``.
+
+        """
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.requests_seen >= n, max(timeout, 0.0)):
+                msg = f"waited {timeout}s for {n} requests; got {self.requests_seen}"
+                raise FakeSegmentTimeoutError(msg)
+            return list(self.requests)
