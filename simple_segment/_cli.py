@@ -127,6 +127,8 @@ def _json_object(text: str) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("nested too deep to read") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object ({{...}}), not {type(value).__name__}")
     return value
@@ -385,6 +387,8 @@ def _line_record(line: bytes | None, number: int) -> dict[str, Any] | None:
         record = json.loads(text)
     except ValueError as exc:
         raise _BadLineError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise _BadLineError("nested too deep to read") from None
     if not isinstance(record, dict):
         raise _BadLineError(f"not a JSON object but {type(record).__name__}")
     return record

@@ -147,8 +147,7 @@ class Delivery:
     def preview(self, encoded: list[bytes]) -> Preview:
         """Return the request that :meth:`deliver` would post for ``encoded`` now, redacted."""
         wire = self._transport.encode(self._envelope.render(encoded))
-        headers = {**self._transport.headers(redact=True), "Content-Length": str(len(wire))}
-        return Preview(headers, Envelope("***").render(encoded))
+        return Preview(self._transport.wire_headers(wire), Envelope("***").render(encoded))
 
     def deliver(self, encoded: list[bytes], messages: list[Message] | None = None) -> Outcome:
         """Capture, skip or post one request holding the serialized messages ``encoded``.

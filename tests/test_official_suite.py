@@ -31,7 +31,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import requests
 import urllib3
 from official_suite_lists import (
     EXPECTED_DIFFERENCES,
@@ -40,10 +39,10 @@ from official_suite_lists import (
     OFFICIAL_TEST_COUNT,
     OFFICIAL_VERSION,
 )
-from requests.adapters import HTTPAdapter
 
 import simple_segment
 import simple_segment._options
+from simple_segment._transport import Transport
 from simple_segment.testing import FakeSegment
 
 OFFICIAL_TESTS_PACKAGE = "segment.analytics.test"
@@ -126,36 +125,31 @@ def _session_post(**kwargs: Any) -> Iterator[mock.MagicMock]:
 
     The official client sends through ``request._session.post(url, data=, headers=,
     timeout=, proxies=)`` and the test's mock answers a response-like object.
-    simple_segment has no module-wide session; whatever it uses, its requests end in
-    requests' transport adapter, so this patches ``HTTPAdapter.send``: each request is
-    handed to the test's mock in the official call shape, and the mock's answer
-    (``status_code``, ``json()``) comes back as a real ``requests.Response``.
+    simple_segment has no module-wide session; every attempt of its transport ends in
+    ``Transport._send``, so this patches that: each request is handed to the test's
+    mock in the official call shape (``proxies`` being the proxies the client resolved
+    from its option and the environment), and the mock's answer (``status_code``,
+    ``json()``) comes back as a real ``urllib3.HTTPResponse``.
     """
     post = mock.MagicMock(**kwargs)
 
-    def send(_adapter: HTTPAdapter, request: requests.PreparedRequest, **options: Any) -> requests.Response:
-        call: dict[str, Any] = {
-            "data": request.body,
-            "headers": dict(request.headers),
-            "timeout": options.get("timeout"),
-        }
-        if options.get("proxies"):
-            call["proxies"] = options["proxies"]
-        answer = post(request.url, **call)
+    def send(transport: Transport, body: bytes, headers: dict[str, str], remaining: float) -> urllib3.HTTPResponse:
+        call: dict[str, Any] = {"data": body, "headers": headers, "timeout": remaining}
+        if transport._proxies:
+            call["proxies"] = transport._proxies
+        answer = post(transport.url, **call)
         status = int(answer.status_code)
         payload = answer.json()
-        body = json.dumps(payload).encode() if isinstance(payload, (dict, list)) else b""
-        response = requests.Response()
-        response.status_code = status
-        response.reason = HTTPStatus(status).phrase
-        response.url = request.url or ""
-        response.request = request
-        response.raw = urllib3.HTTPResponse(
-            body=io.BytesIO(body), status=status, headers={"Content-Type": "application/json"}, preload_content=False
+        data = json.dumps(payload).encode() if isinstance(payload, (dict, list)) else b""
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(data),
+            status=status,
+            reason=HTTPStatus(status).phrase,
+            headers={"Content-Type": "application/json"},
+            preload_content=False,
         )
-        return response
 
-    with mock.patch.object(HTTPAdapter, "send", send):
+    with mock.patch.object(Transport, "_send", send):
         yield post
 
 

@@ -1,0 +1,192 @@
+"""Behaviour no other test defends: TLS and CA bundles, timeouts, warnings, CLI gzip and dry-run, import."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import urllib3
+from conftest import WRITE_KEY
+from tls import Certificates, https_segment, make_certificates
+
+from simple_segment import Client, NetworkError, RetryableError, TransportError
+from simple_segment.testing import FakeSegment
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def test_verify_with_a_ca_bundle_path(certificates: Certificates) -> None:
+    """verify=<CA bundle> trusts that CA: the request is delivered over TLS."""
+    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url, verify=str(certificates.ca)) as c:
+        assert c.track("u", "Over TLS")[0] is True
+    assert server.bodies[0]["batch"][0]["event"] == "Over TLS"
+
+
+def test_requests_ca_bundle_is_read_at_construction(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQUESTS_CA_BUNDLE, as requests users set it, is honoured; it is read when the client is made."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates.ca))
+    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url) as client:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        assert client.track("u", "E")[0] is True
+
+
+def test_untrusted_certificate_is_permanent_and_not_retried(certificates: Certificates) -> None:
+    """The default CA store does not trust the test CA: a TransportError, not retryable, one connection only."""
+    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url, max_retries=3) as client:
+        with pytest.raises(TransportError) as info:
+            client.track("u", "E")
+        assert server.connections == 1
+    error = info.value
+    assert not isinstance(error, RetryableError)
+    assert error.retryable is False
+    assert error.attempts == 1
+    assert len(error.messages) == 1
+    assert "certificate" in str(error).lower()
+
+
+def test_verify_false_skips_the_check_with_urllib3_warning(certificates: Certificates) -> None:
+    """verify=False delivers to an untrusted certificate, with urllib3's InsecureRequestWarning."""
+    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url, verify=False) as client:
+        with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+            assert client.track("u", "E")[0] is True
+
+
+def test_https_to_a_plain_http_server_is_permanent(fake_segment: FakeSegment) -> None:
+    """https:// to a server that does not speak TLS: permanent, not retried."""
+    host = fake_segment.url.replace("http://", "https://")
+    with Client(WRITE_KEY, host=host, max_retries=3, backoff_factor=0.01) as client, pytest.raises(TransportError) as info:
+        client.track("u", "E")
+    assert not info.value.retryable
+    assert info.value.attempts == 1
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(sock.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        sock.close()
+
+
+def test_read_half_of_a_timeout_pair_is_applied(silent_server: int) -> None:
+    """timeout=(connect, read): a server that never answers fails after the read half, not the connect half."""
+    started = time.monotonic()
+    with Client(WRITE_KEY, host=f"http://127.0.0.1:{silent_server}", timeout=(20, 0.3), max_retries=0) as client:
+        with pytest.raises(NetworkError) as info:
+            client.track("u", "E")
+    assert time.monotonic() - started < 5
+    assert info.value.retryable
+    assert "timed out" in str(info.value).lower()
+
+
+def test_plain_http_to_a_remote_host_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """http:// to a host that is not loopback works but warns that the key crosses the network in clear."""
+    with caplog.at_level(logging.WARNING, logger="simple_segment"):
+        Client(WRITE_KEY, host="http://collector.example.com")
+        Client(WRITE_KEY, host="http://127.0.0.1:9")
+        Client(WRITE_KEY, host="http://[::1]:9")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "collector.example.com" in warnings[0]
+    assert "unencrypted" in warnings[0]
+
+
+def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "simple_segment", *args], input=stdin, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_cli_gzip_sends_compressed_bodies(fake_segment: FakeSegment) -> None:
+    """--gzip: the request carries Content-Encoding: gzip and a body that inflates to the message."""
+    result = _cli("track", "--write-key", WRITE_KEY, "--host", fake_segment.url, "--gzip", "--user-id", "u",
+                  "--event", "Zipped")
+    assert result.returncode == 0, result.stderr
+    (request,) = fake_segment.requests
+    assert request.headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(request.body))["batch"][0]["event"] == "Zipped"
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_dry_run_prints_the_request_as_it_would_be_sent(fake_segment: FakeSegment, compressed: bool) -> None:
+    """--dry-run shows the same request line and headers a real run sends (credentials redacted)."""
+    flags = ["--gzip"] if compressed else []
+    common = ["track", "--write-key", WRITE_KEY, "--user-id", "u", "--event", "E", "--message-id", "m-1", *flags]
+    dry = _cli(*common, "--host", fake_segment.url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    real = _cli(*common, "--host", fake_segment.url)
+    assert real.returncode == 0, real.stderr
+    (request,) = fake_segment.requests
+    head, _, body = dry.stdout.decode().partition("\n\n")
+    request_line, *header_lines = head.splitlines()
+    assert request_line == f"POST {fake_segment.url}/v1/batch HTTP/1.1"
+    shown = {name.lower(): value for name, _, value in (line.partition(": ") for line in header_lines)}
+    assert shown.pop("authorization") == "Basic ***"
+    sent = {k: v for k, v in request.headers.items() if k != "authorization"}
+    if compressed:  # the size of compressed bytes depends on the timestamps of the moment
+        assert abs(int(shown.pop("content-length")) - int(sent.pop("content-length"))) <= 8
+    assert shown == sent
+    assert WRITE_KEY not in dry.stdout.decode()
+    printed = json.loads(body.splitlines()[0])
+    received = request.json
+    assert printed["batch"][0]["messageId"] == received["batch"][0]["messageId"] == "m-1"
+    assert printed["writeKey"] == "***"
+    if compressed:
+        assert "gzip-compressed" in body
+
+
+def test_import_reports_every_bad_line_and_delivers_the_rest(fake_segment: FakeSegment, tmp_path: Path) -> None:
+    """import: lines 600 and 100,000 levels deep, invalid UTF-8 and bad JSON are reported; the rest go; exit 2."""
+    lines = [
+        b'{"type":"track","userId":"u","event":"First"}',
+        b'{"type":"track","userId":"u","event":"Deep","properties":' + b'{"a":' * 600 + b"1" + b"}" * 600 + b"}",
+        b'{"type":"track","userId":"u","event":"Deeper","properties":' + b'{"a":' * 100_000 + b"1"
+        + b"}" * 100_000 + b"}",
+        b"[" * 100_000,
+        b'{"type":"track","userId":"\xff\xfe","event":"Bad UTF-8"}',
+        b'{"type": "track", nope}',
+        b'{"type":"track","userId":"u","event":"Last"}',
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    for source, stdin in ((str(path), None), ("-", path.read_bytes())):
+        fake_segment.clear()
+        result = _cli("import", source, "--write-key", WRITE_KEY, "--host", fake_segment.url, stdin=stdin)
+        errors = result.stderr.decode()
+        assert result.returncode == 2, errors
+        for number in (2, 3, 4, 5, 6):
+            assert f"line {number}: " in errors
+        assert "Traceback" not in errors
+        assert [m["event"] for m in fake_segment.messages] == ["First", "Last"]
