@@ -102,6 +102,18 @@ def percall(contender: str, url: str, n: int) -> dict:
         return timed_calls(post, n)
     if contender == "httpclient":
         return timed_calls(_httpclient_poster(url, body), n)
+    if contender == "urllib3":
+        import urllib3
+
+        pool = urllib3.connection_from_url(url)
+        headers = {**HEADERS, **BASIC}
+
+        def post_urllib3(_: int) -> None:
+            response = pool.urlopen("POST", "/v1/batch", body=body, headers=headers, retries=False)
+            if response.status != 200:
+                raise RuntimeError(response.status)
+
+        return timed_calls(post_urllib3, n)
     raise SystemExit(f"no percall for {contender}")
 
 

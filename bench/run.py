@@ -42,6 +42,7 @@ CONTENDER_VENV = {
     "official_defaultq": "official",
     "requests": "raw",
     "httpclient": "raw",
+    "urllib3": "raw",
     "floor": "raw",
 }
 # requests (so the official client and the raw requests loop) scans the whole process
@@ -59,7 +60,7 @@ PREDICTIONS = [
 
 # workload -> (N, reference contender, contenders, metric, higher is better)
 WORKLOADS = {
-    "percall": (2000, "requests", ["simple", "official", "requests", "httpclient"], "per_s", True),
+    "percall": (2000, "requests", ["simple", "official", "requests", "urllib3", "httpclient"], "per_s", True),
     "batch": (50_000, "official", ["simple", "official", "official_defaultq", "requests", "httpclient"], "per_s", True),
     "build": (20_000, "floor", ["simple", "official", "floor"], "us", False),
     "rss": (1_000_000, None, ["simple"], "ratio", False),
@@ -282,8 +283,8 @@ def render(results: dict[str, dict[str, list[dict]]], rounds: int, seconds: floa
 
     rss = [r["ratio"] for r in results.get("rss", {}).get("simple", []) if "ratio" in r]
     checks = [
-        ("per-call simple / raw requests >= 1.25", med_ratio("percall", "simple", "requests"), 1.25, True),
-        ("per-call simple / official sync >= 1.5", med_ratio("percall", "simple", "official"), 1.5, True),
+        ("per-call simple / raw requests >= 2.2", med_ratio("percall", "simple", "requests"), 2.2, True),
+        ("per-call simple / official sync >= 2.6", med_ratio("percall", "simple", "official"), 2.6, True),
         ("batch simple / official async+flush >= 3", med_ratio("batch", "simple", "official"), 3.0, True),
         ("send=False simple / stdlib floor (µs) <= 1.2", med_ratio("build", "simple", "floor"), 1.2, False),
         ("1M-event batch peak RSS / after import <= 1.5", statistics.median(rss) if rss else None, 1.5, False),

@@ -204,7 +204,11 @@ def shutdown() -> None:
 # (``simple_segment.Client``, not ``simple_segment.client.Client``).
 for _name in __all__:
     _public = globals()[_name]
-    if isinstance(_public, (type, types.FunctionType)) and _public.__module__.startswith(__name__):
+    if (
+        isinstance(_public, (type, types.FunctionType))
+        and not isinstance(_public, types.GenericAlias)  # a type alias, on Python 3.10
+        and _public.__module__.startswith(__name__)
+    ):
         _public.__module__ = __name__
 del _name, _public
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _messages
 from ._calls import Result
@@ -56,9 +57,8 @@ def intercept(recorder: Recorder) -> Iterator[None]:
             _recorders = tuple(remaining)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What delivering one request did."""
+class Outcome(NamedTuple):
+    """What delivering one request did (a tuple: it is made on every call)."""
 
     ok: bool
     """False only when delivery failed and ``on_error`` took the error."""

@@ -38,10 +38,9 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -116,8 +115,7 @@ class _Policy(Retry):
         return Retry.get_backoff_time(shifted)
 
 
-@dataclass(frozen=True)
-class Delivered:
+class Delivered(NamedTuple):
     """What a successful :meth:`Transport.post` did."""
 
     status: int
@@ -353,6 +351,8 @@ class Transport:
 
     def headers(self, attempt: int = 0, *, redact: bool = False) -> dict[str, str]:
         """Return the headers of attempt number ``attempt`` (0 is the first), credentials redacted if asked."""
+        if not (attempt or redact):
+            return self._headers  # urllib3 copies before adding to it
         headers = dict(self._headers)
         if attempt:
             headers["X-Retry-Count"] = str(attempt)
