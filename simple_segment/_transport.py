@@ -18,7 +18,7 @@ renders afresh for every attempt and never looks inside them.
   a time cannot stretch a call.  No thread is involved.  The slack is name
   resolution (``getaddrinfo`` cannot be interrupted) and a few milliseconds.
 - Failures become :mod:`.errors` exceptions, retryable or not by one table
-  (:func:`_failure`); the urllib3 exception is chained as ``__cause__``, without its
+  (:func:`failure_of`); the urllib3 exception is chained as ``__cause__``, without its
   traceback, whose frames hold the request's headers and body.
 """
 
@@ -37,10 +37,11 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
     from ._options import Options
 
 log = logging.getLogger("simple_segment")
+
+T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
 """Answers worth another attempt (SPEC.md section 3)."""
@@ -214,91 +217,98 @@ def _with_deadline(base: type[HTTPConnection]) -> type[HTTPConnection]:
     return DeadlineConnection
 
 
-# -- fork safety ----------------------------------------------------------------------------
+# -- one URL's connections ----------------------------------------------------------------------
 
-_live: weakref.WeakSet[Transport] = weakref.WeakSet()
+_live: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 
 
 def _forget_pools_after_fork() -> None:
-    # A forked child must not write to the parent's sockets: each transport opens
+    # A forked child must not write to the parent's sockets: each endpoint opens
     # its own connections on first use in the child.
-    for transport in list(_live):
-        transport._after_fork()  # noqa: SLF001 - module-private hook
+    for endpoint in list(_live):
+        endpoint._after_fork()  # noqa: SLF001 - module-private hook
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
-# -- the transport ----------------------------------------------------------------------------
+class Answer(NamedTuple):
+    """An HTTP answer, its body read (at most :data:`MAX_ERROR_BODY` bytes)."""
+
+    status: int
+    response: BaseHTTPResponse
+    """The urllib3 response (headers, reason); its connection is already released."""
+    body: bytes
 
 
-class Transport:
-    """POSTs request bodies to one URL with retries inside a time budget."""
+class Endpoint:
+    """The connections to one URL: a urllib3 pool, proxy and TLS settings read once, fork-safe.
+
+    Proxy and CA-bundle environment variables are read when the endpoint is made, the
+    way requests reads them (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``
+    ...).  Connections are made on first use, and anew in a forked child.
+    """
 
     def __init__(
         self,
-        options: Options,
+        url: str,
         *,
-        user_agent: str,
-        clock: Clock | None = None,
-        backoff_max: float = 10.0,
+        proxies: Mapping[str, str] | None,
+        verify: bool | str,
+        timeout: float | tuple[float, float],
         pool_size: int = 16,
     ) -> None:
-        self.url = options.url
-        connect, read = options.timeout if isinstance(options.timeout, tuple) else (options.timeout,) * 2
+        self.url = url
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         self._connect_timeout, self._read_timeout = connect, read
         self._timeout = Timeout(connect=connect, read=read)
-        self._total_timeout = options.total_timeout
-        self._max_total_backoff = options.max_total_backoff_duration
-        self._max_rate_limit_wait = options.max_rate_limit_duration
-        self._gzip = options.gzip
         self._pool_size = pool_size
-        self._clock: Clock = clock or SystemClock()
-        self._policy = _Policy(
-            total=options.max_retries,
-            connect=None,
-            read=None,
-            status=None,
-            other=None,
-            redirect=0,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=None,
-            backoff_factor=options.backoff_factor / 2,  # see _Policy.get_backoff_time
-            backoff_max=backoff_max,
-            backoff_jitter=options.backoff_factor,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
-        token = base64.b64encode(f"{options.write_key}:".encode()).decode("ascii")
-        self._headers = {
-            "Content-Type": "application/json",
-            "User-Agent": user_agent,
-            "Authorization": f"Basic {token}",
-        }
-        if options.gzip:
-            self._headers["Content-Encoding"] = "gzip"
-        # Proxy and CA-bundle environment variables are read here, once, the way requests reads them.
-        settings = requests.Session().merge_environment_settings(
-            self.url, dict(options.proxies or {}), None, options.verify, None
-        )
+        settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
         self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
-        self._proxies: dict[str, str] = dict(settings["proxies"])
-        self._proxy: str | None = requests.utils.select_proxy(self.url, self._proxies) or None
-        parts = urlsplit(self.url)
+        self.proxies: dict[str, str] = dict(settings["proxies"])
+        """The proxies that apply, from the option and the environment."""
+        self._proxy: str | None = requests.utils.select_proxy(url, self.proxies) or None
+        parts = urlsplit(url)
         forwarded = self._proxy is not None and parts.scheme == "http" and not self._proxy.startswith("socks")
         # Through a forwarding proxy the request line carries the absolute URL; else the path.
-        self._target = self.url if forwarded else parts.path
+        self._target = url if forwarded else parts.path
         self._lock = threading.Lock()
         self._manager: urllib3.PoolManager | None = None
         self._pool: HTTPConnectionPool | None = None
         _live.add(self)
 
     def __repr__(self) -> str:
-        return f"<Transport {self.url}>"
+        return f"<Endpoint {self.url}>"
 
-    # -- connections ------------------------------------------------------------------
+    def exchange(self, body: bytes, headers: Mapping[str, str], remaining: float) -> Answer:
+        """POST ``body`` and read the answer, all within ``remaining`` seconds.
+
+        Raises what urllib3, http.client or the socket raise (see :func:`failure_of`).
+        """
+        _budget.at = time.monotonic() + remaining
+        try:
+            response = self._send(body, headers, remaining)
+            return Answer(response.status, response, _read_bounded(response))
+        finally:
+            _budget.at = None
+
+    def _send(self, body: bytes, headers: Mapping[str, str], remaining: float) -> BaseHTTPResponse:
+        timeout = self._timeout
+        if remaining < max(self._connect_timeout, self._read_timeout):
+            timeout = Timeout(connect=min(self._connect_timeout, remaining), read=min(self._read_timeout, remaining))
+        return self._get_pool().urlopen(
+            "POST",
+            self._target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=timeout,
+            preload_content=False,
+            decode_content=False,
+        )
 
     def _get_pool(self) -> HTTPConnectionPool:
         pool = self._pool
@@ -337,22 +347,192 @@ class Transport:
         self._manager = self._pool = None  # the parent's sockets are left alone, not closed
 
     def close(self) -> None:
-        """Close pooled connections; a later post() opens new ones."""
+        """Close pooled connections; a later exchange opens new ones."""
         with self._lock:
             manager, self._manager, self._pool = self._manager, None, None
         if manager is not None:
             manager.clear()
 
-    # -- requests ------------------------------------------------------------------------
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+class Failure(NamedTuple):
+    """An attempt that did not get through, and what the retry loop needs to judge it."""
+
+    error: DeliveryError
+    response: BaseHTTPResponse | None = None
+    """The answer, when its status is worth retrying (Retry reads its Retry-After)."""
+    cause: Exception | None = None
+    """The exception, when no answer came and that is worth retrying."""
+    wait: float | None = None
+    """A wait the server asked for some other way (``X-RateLimit-Reset``), instead of backoff."""
+    again_now: bool = False
+    """Try again at once, not counted as a retry: a token was refreshed, a clock corrected."""
+
+    @property
+    def permanent(self) -> bool:
+        """Nothing says trying again may help."""
+        return self.response is None and self.cause is None and self.wait is None
+
+
+def policy_of(options: Options, backoff_max: float = 10.0) -> Retry:
+    """Return the urllib3 Retry policy for ``options`` (statuses, backoff with jitter, Retry-After)."""
+    return _Policy(
+        total=options.max_retries,
+        connect=None,
+        read=None,
+        status=None,
+        other=None,
+        redirect=0,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,
+        backoff_factor=options.backoff_factor / 2,  # see _Policy.get_backoff_time
+        backoff_max=backoff_max,
+        backoff_jitter=options.backoff_factor,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a retry loop: the policy, the clock and the caps on waiting."""
+
+    policy: Retry
+    clock: Clock
+    max_total_backoff: float
+    max_rate_limit_wait: float
+
+    @classmethod
+    def of(cls, options: Options, clock: Clock) -> Limits:
+        """Return the limits ``options`` set."""
+        return cls(policy_of(options), clock, options.max_total_backoff_duration, options.max_rate_limit_duration)
+
+
+def retrying(
+    attempt: Callable[[int, float], T | Failure], url: str, deadline: float, limits: Limits, *, at_once: int = 1
+) -> T:
+    """Call ``attempt(number, seconds left)`` until it succeeds, retries run out or ``deadline`` passes.
+
+    The one retry loop, for tracking requests and token requests alike: urllib3's Retry
+    counts and computes the backoff (or honours Retry-After); a wait is made only when
+    it ends before the deadline and within the caps; ``at_once`` failures marked
+    ``again_now`` are tried again at once.  Raises the last failure's error.
+    """
+    clock = limits.clock
+    retry = limits.policy
+    waited = 0.0
+    number = 0
+    while True:
+        result = attempt(number, deadline - clock.monotonic())
+        number += 1
+        if not isinstance(result, Failure):
+            return result
+        failure = result.error
+        if result.again_now and at_once > 0:
+            at_once -= 1
+            continue
+        if result.permanent:
+            raise failure from failure.__cause__
+        try:
+            retry = retry.increment("POST", url, response=result.response, error=result.cause)
+        except MaxRetryError:
+            raise failure from failure.__cause__
+        wait = result.wait if result.wait is not None else _retry_after(retry, result.response)
+        if wait is None or (wait == 0 and result.wait is None):
+            wait = retry.get_backoff_time()
+        if (
+            clock.monotonic() + wait >= deadline
+            or waited + wait > limits.max_total_backoff
+            or (isinstance(failure, RateLimitError) and wait > limits.max_rate_limit_wait)
+        ):
+            log.warning("giving up on %s after %d attempts: %s", url, number, failure)
+            raise failure from failure.__cause__
+        log.warning("attempt %d to %s failed (%s); retrying in %.2fs", number, url, failure, wait)
+        clock.sleep(wait)
+        waited += wait
+
+
+# -- the transport ----------------------------------------------------------------------------
+
+
+class Authorization(Protocol):
+    """Where the ``Authorization`` header of each attempt comes from (OAuth tokens)."""
+
+    def header(self, deadline: float) -> str:
+        """Return the header value to send, getting a token before ``deadline`` (on the transport's clock)."""
+        ...
+
+    def rejected(self) -> None:
+        """Forget the last header (the tracking API refused it), so the next one is fetched anew."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+REJECTED_TOKEN_STATUSES = frozenset({400, 401, 403, 511})
+"""Tracking API answers that make an OAuth token be dropped and fetched again (SPEC.md section 6)."""
+
+
+class Transport:
+    """POSTs request bodies to one URL with retries inside a time budget."""
+
+    def __init__(
+        self,
+        options: Options,
+        *,
+        user_agent: str,
+        clock: Clock | None = None,
+        authorization: Authorization | None = None,
+        pool_size: int = 16,
+    ) -> None:
+        self.url = options.url
+        self._endpoint = Endpoint(
+            options.url, proxies=options.proxies, verify=options.verify, timeout=options.timeout, pool_size=pool_size
+        )
+        self._total_timeout = options.total_timeout
+        self._gzip = options.gzip
+        self._clock: Clock = clock or SystemClock()
+        self._limits = Limits.of(options, self._clock)
+        self._authorization = authorization
+        token = base64.b64encode(f"{options.write_key}:".encode()).decode("ascii")
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": user_agent,
+            "Authorization": f"Basic {token}" if authorization is None else "Bearer ***",
+        }
+        if options.gzip:
+            self._headers["Content-Encoding"] = "gzip"
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.url}>"
+
+    @property
+    def _proxies(self) -> dict[str, str]:
+        return self._endpoint.proxies
+
+    def close(self) -> None:
+        """Close pooled connections; a later post() opens new ones."""
+        self._endpoint.close()
+        if self._authorization is not None:
+            self._authorization.close()
 
     def encode(self, body: bytes) -> bytes:
         """Return ``body`` as it goes on the wire (gzip-compressed when gzip is on)."""
         return _gzip.compress(body, GZIP_LEVEL, mtime=0) if self._gzip else body
 
     def headers(self, attempt: int = 0, *, redact: bool = False) -> dict[str, str]:
-        """Return the headers of attempt number ``attempt`` (0 is the first), credentials redacted if asked."""
+        """Return the headers of attempt number ``attempt`` (0 is the first), credentials redacted if asked.
+
+        Without OAuth the first attempt's are shared, not copied (urllib3 copies before
+        adding to them); with OAuth, ``Authorization`` is filled in per attempt.
+        """
         if not (attempt or redact):
-            return self._headers  # urllib3 copies before adding to it
+            return self._headers
         headers = dict(self._headers)
         if attempt:
             headers["X-Retry-Count"] = str(attempt)
@@ -365,9 +545,8 @@ class Transport:
 
         Those http.client adds (``Host``, ``Accept-Encoding: identity``) included.
         """
-        host = urlsplit(self.url).netloc
         return {
-            "Host": host,
+            "Host": urlsplit(self.url).netloc,
             "Accept-Encoding": "identity",
             **self.headers(redact=True),
             "Content-Length": str(len(wire_body)),
@@ -379,88 +558,57 @@ class Transport:
         ``render`` is called once per attempt.  Raises :class:`NetworkError` when no
         answer came (retryable) and :class:`TransportError` when none will come (TLS,
         URL); :class:`RateLimitError` for 429, :class:`ServerError` for a retryable
-        status and :class:`APIError` for any other non-2xx answer.
+        status and :class:`APIError` for any other non-2xx answer.  With OAuth, a
+        rejected token is dropped and the request sent once more at once with a new one.
 
-        The body and the headers (they hold the write key) live only in the frame of
-        one attempt, never in this one, which a raised error's traceback shows.
+        The body and the headers (they hold the write key or a token) live only in the
+        frame of one attempt, never in the frames a raised error's traceback shows.
         """
-        clock = self._clock
-        deadline = clock.monotonic() + self._total_timeout
-        retry = self._policy
-        waited = 0.0
-        attempt = 0
-        while True:
-            result = self._attempt(render(), attempt, deadline - clock.monotonic())
-            attempt += 1
-            if isinstance(result, Delivered):
-                return result
-            failure, raw, error = result
-            if raw is None and error is None:
-                raise failure from failure.__cause__
-            try:
-                retry = retry.increment("POST", self.url, response=raw, error=error)
-            except MaxRetryError:
-                raise failure from failure.__cause__
-            wait = _retry_after(retry, raw) or retry.get_backoff_time()
-            if (
-                clock.monotonic() + wait >= deadline
-                or waited + wait > self._max_total_backoff
-                or (isinstance(failure, RateLimitError) and wait > self._max_rate_limit_wait)
-            ):
-                log.warning("giving up on %s after %d attempts: %s", self.url, attempt, failure)
-                raise failure from failure.__cause__
-            log.warning("attempt %d to %s failed (%s); retrying in %.2fs", attempt, self.url, failure, wait)
-            clock.sleep(wait)
-            waited += wait
-
-    def _attempt(
-        self, body: bytes, attempt: int, remaining: float
-    ) -> Delivered | tuple[DeliveryError, BaseHTTPResponse | None, Exception | None]:
-        """Make one attempt within ``remaining`` seconds.
-
-        Returns what was delivered, or the failure with what Retry needs to judge it (the
-        response for a status, the error for no answer); a failure not worth retrying
-        comes back with neither.
-        """
-        number = attempt + 1
-        failure: DeliveryError
-        if remaining <= 0:
-            failure = NetworkError(f"POST {self.url}: total_timeout ran out before attempt {number}", attempts=number)
-            return failure, None, None
-        body = self.encode(body)
-        _budget.at = ends = time.monotonic() + remaining
-        try:
-            response = self._send(body, self.headers(attempt), remaining)
-            status = response.status
-            text = _read_bounded(response)
-        except (HTTPError, HTTPException, OSError, ValueError) as exc:
-            return _failure(exc, self.url, number, ran_out=time.monotonic() >= ends - _SLACK)
-        finally:
-            _budget.at = None
-        if 200 <= status < 300:  # noqa: PLR2004 - the success range
-            log.debug("POST %s: %d on attempt %d", self.url, status, number)
-            return Delivered(status, number, len(body))
-        failure = _api_error(response, text, number)
-        if not self._policy.is_retry("POST", status, has_retry_after="Retry-After" in response.headers):
-            return failure, None, None
-        return failure, response, None
-
-    def _send(self, body: bytes, headers: dict[str, str], remaining: float) -> BaseHTTPResponse:
-        timeout = self._timeout
-        if remaining < max(self._connect_timeout, self._read_timeout):
-            timeout = Timeout(connect=min(self._connect_timeout, remaining), read=min(self._read_timeout, remaining))
-        return self._get_pool().urlopen(
-            "POST",
-            self._target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            timeout=timeout,
-            preload_content=False,
-            decode_content=False,
+        deadline = self._clock.monotonic() + self._total_timeout
+        return retrying(
+            lambda number, remaining: self._attempt(render(), number, remaining), self.url, deadline, self._limits
         )
+
+    def _attempt(self, body: bytes, number: int, remaining: float) -> Delivered | Failure:
+        """Make attempt ``number`` (0 is the first) within ``remaining`` seconds."""
+        attempts = number + 1
+        if remaining <= 0:
+            error = NetworkError(f"POST {self.url}: total_timeout ran out before attempt {attempts}", attempts=attempts)
+            return Failure(error)
+        headers = self._headers_for(number, remaining)
+        if isinstance(headers, Failure):
+            return headers
+        body = self.encode(body)
+        ends = time.monotonic() + remaining
+        try:
+            answer = self._endpoint.exchange(body, headers, remaining)
+        except (HTTPError, HTTPException, OSError, ValueError) as exc:
+            return failure_of(exc, self.url, attempts, ran_out=time.monotonic() >= ends - _SLACK)
+        if 200 <= answer.status < 300:  # noqa: PLR2004 - the success range
+            log.debug("POST %s: %d on attempt %d", self.url, answer.status, attempts)
+            return Delivered(answer.status, attempts, len(body))
+        return self._judge(answer, attempts)
+
+    def _headers_for(self, number: int, remaining: float) -> dict[str, str] | Failure:
+        headers = self.headers(number)
+        authorization = self._authorization
+        if authorization is None:
+            return headers
+        try:
+            return {**headers, "Authorization": authorization.header(self._clock.monotonic() + remaining)}
+        except DeliveryError as exc:  # the token endpoint's own retries are spent
+            exc.__traceback__ = None  # its frames held the assertion
+            return Failure(exc)
+
+    def _judge(self, answer: Answer, attempts: int) -> Failure:
+        error = _api_error(answer.response, answer.body, attempts)
+        if self._authorization is not None and answer.status in REJECTED_TOKEN_STATUSES:
+            self._authorization.rejected()
+            return Failure(error, again_now=True)
+        has_retry_after = "Retry-After" in answer.response.headers
+        if not self._limits.policy.is_retry("POST", answer.status, has_retry_after=has_retry_after):
+            return Failure(error)
+        return Failure(error, response=answer.response)
 
 
 def _tls_options(verify: bool | str) -> dict[str, Any]:  # noqa: FBT001 - requests' verify
@@ -487,9 +635,7 @@ def _redacted(url: str) -> str:
 # -- answers and failures -------------------------------------------------------------------
 
 
-def _failure(
-    exc: BaseException, url: str, attempts: int, *, ran_out: bool
-) -> tuple[DeliveryError, None, Exception | None]:
+def failure_of(exc: BaseException, url: str, attempts: int, *, ran_out: bool) -> Failure:
     """Map an exception of one attempt to our error: retryable or not, by one table.
 
     ========================================  ==========================
@@ -511,9 +657,9 @@ def _failure(
         reason = f"total_timeout ran out before the answer was complete ({reason})"
     retryable = _is_retryable(exc)
     kind = NetworkError if retryable else TransportError
-    failure = kind(f"POST {url} failed: {reason}", attempts=attempts)
-    failure.__cause__ = _without_traceback(exc)
-    return failure, None, (exc if retryable and isinstance(exc, Exception) else None)
+    error = kind(f"POST {url} failed: {reason}", attempts=attempts)
+    error.__cause__ = _without_traceback(exc)
+    return Failure(error, cause=exc if retryable and isinstance(exc, Exception) else None)
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -17,14 +17,13 @@ import builtins
 import contextlib
 import importlib.metadata
 import importlib.resources
-import io
 import json
 import logging
 import re
 import sys
 import types
 import unittest
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from official_suite_lists import (
 
 import simple_segment
 import simple_segment._options
-from simple_segment._transport import Transport
+from simple_segment._transport import Answer, Endpoint
 from simple_segment.testing import FakeSegment
 
 OFFICIAL_TESTS_PACKAGE = "segment.analytics.test"
@@ -125,31 +124,28 @@ def _session_post(**kwargs: Any) -> Iterator[mock.MagicMock]:
 
     The official client sends through ``request._session.post(url, data=, headers=,
     timeout=, proxies=)`` and the test's mock answers a response-like object.
-    simple_segment has no module-wide session; every attempt of its transport ends in
-    ``Transport._send``, so this patches that: each request is handed to the test's
-    mock in the official call shape (``proxies`` being the proxies the client resolved
-    from its option and the environment), and the mock's answer (``status_code``,
-    ``json()``) comes back as a real ``urllib3.HTTPResponse``.
+    simple_segment has no module-wide session; every request it makes ends in
+    ``Endpoint.exchange``, so this patches that: each request is handed to the test's
+    mock in the official call shape (``proxies`` being the proxies the endpoint
+    resolved from the option and the environment), and the mock's answer
+    (``status_code``, ``json()``) comes back as a real ``urllib3.HTTPResponse``.
     """
     post = mock.MagicMock(**kwargs)
 
-    def send(transport: Transport, body: bytes, headers: dict[str, str], remaining: float) -> urllib3.HTTPResponse:
-        call: dict[str, Any] = {"data": body, "headers": headers, "timeout": remaining}
-        if transport._proxies:
-            call["proxies"] = transport._proxies
-        answer = post(transport.url, **call)
+    def exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str], remaining: float) -> Answer:
+        call: dict[str, Any] = {"data": body, "headers": dict(headers), "timeout": remaining}
+        if endpoint.proxies:
+            call["proxies"] = endpoint.proxies
+        answer = post(endpoint.url, **call)
         status = int(answer.status_code)
         payload = answer.json()
         data = json.dumps(payload).encode() if isinstance(payload, (dict, list)) else b""
-        return urllib3.HTTPResponse(
-            body=io.BytesIO(data),
-            status=status,
-            reason=HTTPStatus(status).phrase,
-            headers={"Content-Type": "application/json"},
-            preload_content=False,
+        response = urllib3.HTTPResponse(
+            body=b"", status=status, reason=HTTPStatus(status).phrase, headers={"Content-Type": "application/json"}
         )
+        return Answer(status, response, data)
 
-    with mock.patch.object(Transport, "_send", send):
+    with mock.patch.object(Endpoint, "exchange", exchange):
         yield post
 
 
