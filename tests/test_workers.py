@@ -321,13 +321,13 @@ def test_rq_fork_per_job_stores_every_event_once(cluster: Cluster, case: str) ->
 
 
 def test_celery_autoretry_delivers_after_a_window_of_503s(cluster: Cluster, case: str) -> None:
-    """For 2 s the server answers 503; the example's task retries (autoretry_for=RetryableError) and delivers.
+    """For 3 s the server answers 503; the example's task retries (autoretry_for=RetryableError) and delivers.
 
     The example's in-call budget (2 attempts, under 1.5 s) cannot outlast the window, so
     a task that started in it ran again: its first attempts (no ``X-Retry-Count``)
     carried the same messageId twice.
     """
-    script(cluster, status=503, seconds=2)
+    script(cluster, status=503, seconds=3)
     users = [f"{case}{i}" for i in range(4)]
     outcomes = run_celery(cluster, "celery_app.track_signup", users)
     assert [outcome for _, outcome in outcomes if outcome is not None] == []
