@@ -26,11 +26,15 @@ in a ``finally`` block after success, failure, retry and rejection alike.  The s
 fire in the process (and thread) that runs the task: the prefork pool's children, the
 threads pool's threads, and the caller of ``task.apply()``.
 
+Importing this module needs Celery (``pip install celery``): without it the import
+raises :class:`ImportError`.  Importing :mod:`simple_segment` never imports Celery.
+
 Since: 0.2.0
 """
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack
 
 from celery import signals
@@ -40,8 +44,8 @@ from simple_segment import stable_ids
 __all__ = ["install", "uninstall"]
 
 _UID = "simple_segment.integrations.celery"
-_open: dict[str, ExitStack] = {}
-"""The open scope of each running task, by task id."""
+_open: dict[tuple[str, int], ExitStack] = {}
+"""The open scope of each running task, by task id and thread (a redelivered task may run twice at once)."""
 
 
 def _enter(task_id: str | None = None, **_: object) -> None:
@@ -50,12 +54,12 @@ def _enter(task_id: str | None = None, **_: object) -> None:
         return
     scope = ExitStack()
     scope.enter_context(stable_ids(task_id))
-    _open[task_id] = scope
+    _open[task_id, threading.get_ident()] = scope
 
 
 def _leave(task_id: str | None = None, **_: object) -> None:
     """``task_postrun``: close the task's scope, whatever the task's outcome."""
-    scope = _open.pop(task_id, None) if task_id else None
+    scope = _open.pop((task_id, threading.get_ident()), None) if task_id else None
     if scope is not None:
         scope.close()
 

@@ -22,6 +22,9 @@ stored an event but the reply was lost, the retried job sends it again under the
 calls in the same order.  Jobs that send nothing are not affected.  The scope holds in
 the work horse (the forked child) where the job runs; ``async def`` jobs too.
 
+Importing this module needs RQ (``pip install rq``): without it the import raises
+:class:`ImportError`.  Importing :mod:`simple_segment` never imports RQ.
+
 Since: 0.2.0
 """
 
