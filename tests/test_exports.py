@@ -30,6 +30,8 @@ SUPPORTED = {
         "RetryableBatchDeliveryError", "RetryableError",
     ],
     "simple_segment.testing": ["capture", "Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest"],
+    "simple_segment.integrations.celery": ["install", "uninstall"],
+    "simple_segment.integrations.rq": ["StableIdsJob", "stable_ids_job"],
 }
 
 

@@ -95,3 +95,25 @@ def testing_kit() -> None:
         server.respond_with(503, times=2)
         messages: list[dict[str, Any]] = server.by_event("E")
     del first, url, messages
+
+
+def integrations() -> None:
+    from redis import Redis
+    from rq import Worker
+
+    from simple_segment.integrations import celery as segment_celery
+    from simple_segment.integrations.rq import StableIdsJob, stable_ids_job
+
+    segment_celery.install()
+    segment_celery.uninstall()
+    segment_celery.install(True)  # type: ignore[call-arg]
+
+    @stable_ids_job
+    def job(user_id: str, plan: str = "pro") -> int:
+        analytics.track(user_id, "Signed Up", {"plan": plan})
+        return 1
+
+    count: int = job("user-1", plan="trial")
+    job(1)  # type: ignore[arg-type]
+    worker = Worker(["default"], connection=Redis(), job_class=StableIdsJob)
+    del count, worker
