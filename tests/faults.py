@@ -373,8 +373,15 @@ def silent(limit: float = ENDLESS_LIMIT) -> Behaviour:
     return Behaviour("silent", run)
 
 
-def drip(part: str, interval: float = 0.2, *, endless: bool = False, limit: float = ENDLESS_LIMIT) -> Behaviour:
-    """Send a 200 answer with one ``part`` dripped one byte every ``interval`` seconds.
+def drip(
+    part: str,
+    interval: float = 0.2,
+    *,
+    status: int = 200,
+    endless: bool = False,
+    limit: float = ENDLESS_LIMIT,
+) -> Behaviour:
+    """Send a ``status`` answer with one ``part`` dripped one byte every ``interval`` seconds.
 
     ``part`` is ``"status"`` (the status line), ``"headers"`` or ``"body"``; what comes
     before it is sent at once.  Each dripped part is 25 bytes, so it takes
@@ -383,13 +390,13 @@ def drip(part: str, interval: float = 0.2, *, endless: bool = False, limit: floa
     until the client leaves or ``limit`` seconds have passed; then the connection is
     closed.
     """
-    status_line = b"HTTP/1.1 200 OK, slowly\r\n"  # 25 bytes
+    status_line = f"HTTP/1.1 {status:03d} Slow reply\r\n".encode()  # 25 bytes
     headers = b"Content-Length:    25\r\n\r\n"  # 25 bytes with the blank line
-    body = b'{"success": true}        '  # 25 bytes, valid JSON
+    body = (b'{"success": true}' if 200 <= status < 300 else b'{"success":false}').ljust(25)
     assert len(status_line) == len(headers) == len(body) == 25
     if endless:
         prefix, dripped, suffix = {
-            "status": (b"", _repeat(b"HTTP/1.1 200 O", b"K"), b""),
+            "status": (b"", _repeat(f"HTTP/1.1 {status:03d} S".encode(), b"l"), b""),
             "headers": (status_line, _repeat(b"", b"X-Slow: yes\r\n"), b""),
             "body": (status_line + b"Content-Length: 1000000000\r\n\r\n", _repeat(b"", b" "), b""),
         }[part]
@@ -412,7 +419,8 @@ def drip(part: str, interval: float = 0.2, *, endless: bool = False, limit: floa
         return True
 
     kind = "endless" if endless else f"{interval}s/byte"
-    return Behaviour(f"drip({part}, {kind})", run)
+    shown = "" if status == 200 else f", {status}"
+    return Behaviour(f"drip({part}, {kind}{shown})", run)
 
 
 def _repeat(head: bytes, unit: bytes) -> Iterator[int]:
