@@ -186,6 +186,18 @@ class _DeadlineIO:
         self._within_budget()
         super().sendall(*args)  # type: ignore[misc]
 
+    _reader: Any = None
+
+    def makefile(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        self._reader = super().makefile(*args, **kwargs)  # type: ignore[misc]
+        return self._reader
+
+    def close_reader(self) -> None:
+        """Close the reader http.client made on this socket (urllib3 may drop that one unclosed)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
 
 class _DeadlineSocket(_DeadlineIO, socket.socket):
     """A TCP socket that respects the attempt's deadline."""
@@ -212,6 +224,19 @@ def _with_deadline(base: type[HTTPConnection]) -> type[HTTPConnection]:
     class DeadlineConnection(base):  # type: ignore[valid-type, misc]
         def _new_conn(self) -> socket.socket:
             return _adopt(super()._new_conn())
+
+        def getresponse(self) -> Any:  # noqa: ANN401 - urllib3's own
+            sock = self.sock
+            try:
+                return super().getresponse()
+            except BaseException:
+                # urllib3 can refuse an answer (a malformed header) after http.client read it.
+                # When the answer ends its connection, http.client no longer holds it and
+                # nobody would close its reader until GC: close it now.  (When it does hold
+                # it, closing the connection closes the reader too.)
+                if isinstance(sock, _DeadlineIO) and getattr(self, "_HTTPConnection__response", None) is None:
+                    sock.close_reader()
+                raise
 
     DeadlineConnection.__name__ = DeadlineConnection.__qualname__ = f"Deadline{base.__name__}"
     return DeadlineConnection
@@ -671,7 +696,7 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, (SSLError, ssl.SSLError, ssl.CertificateError)):
         cause = _innermost(exc)
         return isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError, TimeoutError))
-    return isinstance(exc, (HTTPError, HTTPException, OSError))
+    return isinstance(exc, (HTTPError, HTTPException, OSError, ValueError))  # ValueError: a garbled answer
 
 
 def _innermost(exc: BaseException) -> BaseException:
@@ -728,7 +753,9 @@ def _read_bounded(response: BaseHTTPResponse) -> bytes:
     """Read at most MAX_ERROR_BODY bytes of the answer and free its connection.
 
     A longer answer is not read further and its connection is closed (it cannot be
-    reused); a compressed one is inflated to at most MAX_ERROR_BODY bytes.
+    reused); a compressed one is inflated to at most MAX_ERROR_BODY bytes.  The
+    response is closed either way, so an answer that ends its connection (no
+    Content-Length) leaves no reader open.
     """
     try:
         data = response.read(MAX_ERROR_BODY + 1, decode_content=False)
@@ -737,9 +764,10 @@ def _read_bounded(response: BaseHTTPResponse) -> bytes:
         response.release_conn()
         raise
     if len(data) > MAX_ERROR_BODY:
-        response.close()
+        response.close()  # the rest is not read: the connection cannot be reused
         data = data[:MAX_ERROR_BODY]
     response.release_conn()
+    response.close()  # frees http.client's reader; a reusable connection stays in the pool
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("gzip", "x-gzip", "deflate") and data:
         try:

@@ -49,11 +49,13 @@ from simple_segment import (
     BatchDeliveryError,
     Client,
     DeliveryError,
+    NetworkError,
     RateLimitError,
+    RetryableBatchDeliveryError,
     RetryableError,
     ServerError,
-    TransportError,
 )
+from simple_segment.testing import FakeSegment
 
 SECRET = "wk_SECRET_123"
 """A write key distinctive enough to search for in tracebacks and logs."""
@@ -461,13 +463,25 @@ def test_timeout_is_retryable_and_retried(server: FaultServer) -> None:
     assert len(server.requests) == 2
 
 
-def test_tls_to_a_plain_http_server_is_permanent(server: FaultServer) -> None:
-    """https:// to a plain-HTTP server: a TLS failure, not retryable, one connection attempt."""
-    client = make_client(server.url.replace("http://", "https://"), max_retries=3)
-    error = failing_call(client)
+def test_tls_to_a_plain_http_server_is_permanent() -> None:
+    """https:// to a plain-HTTP server (it answers the TLS hello with an HTTP 400): not retryable, one attempt."""
+    with FakeSegment() as plain:
+        client = make_client(plain.url.replace("http://", "https://"), max_retries=3)
+        error = failing_call(client)
+        connections = plain.connections_accepted
+        client.close()
     assert_retryability(error, retryable=False)
-    assert server.connections == 1
+    assert connections == 1
     assert error.attempts == 1
+
+
+def test_tls_handshake_cut_off_is_retryable(server: FaultServer) -> None:
+    """A server that hangs up during the TLS handshake gave no answer: a retryable NetworkError, retried."""
+    client = make_client(server.url.replace("http://", "https://"), max_retries=2)
+    error = failing_call(client)
+    assert_retryability(error, retryable=True)
+    assert isinstance(error, NetworkError)
+    assert error.attempts == 3
 
 
 def test_self_signed_certificate_is_permanent() -> None:
@@ -649,8 +663,8 @@ EXPECTED_TYPES: dict[str, type[DeliveryError]] = {
     "api-400": APIError,
     "server-503": ServerError,
     "rate-limit-429": RateLimitError,
-    "transport": TransportError,
-    "batch-503": BatchDeliveryError,
+    "transport": NetworkError,
+    "batch-503": RetryableBatchDeliveryError,
 }
 
 

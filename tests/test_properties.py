@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from simple_segment import Client, MessageTooLargeError, ValidationError
+from simple_segment import Client, Message, MessageTooLargeError, ValidationError
 from simple_segment.testing import FakeSegment, capture
 
 PROPERTY_SETTINGS = settings(
@@ -363,8 +363,11 @@ def snapshot(value: Any) -> list[Any]:
 
 
 def assert_plain_json(value: Any) -> None:
-    """``value`` is made of dict (str keys), list, str (valid Unicode), int, finite float, bool, None."""
-    stack = [value]
+    """``value`` is made of dict (str keys), list, str (valid Unicode), int, finite float, bool, None.
+
+    The message itself may be a ``simple_segment.Message`` (a dict); what it holds is plain.
+    """
+    stack = [dict(value) if isinstance(value, Message) else value]
     while stack:
         item = stack.pop()
         kind = type(item)
