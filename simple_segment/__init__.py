@@ -43,6 +43,7 @@ from .errors import (
     RetryableError,
     SegmentError,
     ServerError,
+    TokenError,
     TransportError,
     ValidationError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "RetryableError",
     "SegmentError",
     "ServerError",
+    "TokenError",
     "TransportError",
     "ValidationError",
     "__version__",

@@ -99,7 +99,7 @@ class Options:
             "max_retries": _count("max_retries", self.max_retries),
             "proxies": _proxies(self.proxies),
             "verify": _verify(self.verify),
-            "oauth_auth_server": _oauth_server(self.oauth_auth_server),
+            "oauth_auth_server": normalize_host(self.oauth_auth_server, "oauth_auth_server"),
         }
         for name in ("debug", "send", "gzip", "sync_mode"):
             checked[name] = bool(getattr(self, name))
@@ -153,7 +153,7 @@ def _write_key(value: object) -> str:
     return value
 
 
-def normalize_host(host: object) -> str:
+def normalize_host(host: object, field: str = "host") -> str:
     """Return the base URL for ``host``.
 
     ``None`` is Segment's default; a bare host name (``events.eu1.segmentapis.com``)
@@ -162,39 +162,39 @@ def normalize_host(host: object) -> str:
     does not parse completely (a scheme other than http/https, user-info, a bad
     port, spaces, a query) is a :class:`ConfigurationError`.
     """
-    if host is None:
+    if host is None and field == "host":
         return DEFAULT_HOST
     if not isinstance(host, str) or not host.strip():
-        raise ConfigurationError("host", "must be a non-empty str such as 'https://api.segment.io'")
+        raise ConfigurationError(field, "must be a non-empty str such as 'https://api.segment.io'")
     text = host.strip()
     if "://" not in text:
         text = f"https://{text}"
     text = text.rstrip("/")
-    parts, hostname, port = _parse_url(text)
+    parts, hostname, port = _parse_url(text, field)
     if parts.scheme not in ("http", "https"):
-        raise ConfigurationError("host", f"scheme {parts.scheme!r} is not supported; use https:// (or http:// locally)")
+        raise ConfigurationError(field, f"scheme {parts.scheme!r} is not supported; use https:// (or http:// locally)")
     if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("host", "must not contain user-info (user:password@); the write key authenticates")
+        raise ConfigurationError(field, "must not contain user-info (user:password@); the write key authenticates")
     if not hostname or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ConfigurationError("host", f"{_redact_url(text)!r} is not {_EXAMPLE}")
+        raise ConfigurationError(field, f"{_redact_url(text)!r} is not {_EXAMPLE}")
     if port == 0:
-        raise ConfigurationError("host", "port 0 is not a port to connect to")
+        raise ConfigurationError(field, "port 0 is not a port to connect to")
     if parts.scheme == "http" and not _is_loopback(hostname):
-        log.warning("host %s is plain http: the write key crosses the network unencrypted", text)
+        log.warning("%s %s is plain http: credentials cross the network unencrypted", field, text)
     return text
 
 
 _EXAMPLE = "a base URL such as 'https://api.segment.io'"
 
 
-def _parse_url(text: str) -> tuple[SplitResult, str | None, int | None]:
+def _parse_url(text: str, field: str) -> tuple[SplitResult, str | None, int | None]:
     if any(char.isspace() for char in text) or _CONTROL.search(text):
-        raise ConfigurationError("host", f"must not contain spaces or control characters; use {_EXAMPLE}")
+        raise ConfigurationError(field, f"must not contain spaces or control characters; use {_EXAMPLE}")
     try:
         parts = urlsplit(text)
         hostname, port = parts.hostname, parts.port
     except ValueError as exc:
-        raise ConfigurationError("host", f"does not parse as a URL ({exc}); use {_EXAMPLE}") from exc
+        raise ConfigurationError(field, f"does not parse as a URL ({exc}); use {_EXAMPLE}") from exc
     return parts, hostname, port
 
 
@@ -257,9 +257,3 @@ def _verify(value: object) -> bool | str:
     if isinstance(value, bool) or (isinstance(value, str) and value):
         return value
     raise ConfigurationError("verify", "must be True, False or the path of a CA bundle")
-
-
-def _oauth_server(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError("oauth_auth_server", "must be a URL such as 'https://oauth2.segment.io'")
-    return value.strip()

@@ -8,8 +8,9 @@ from ._batch import Batch
 from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
+from ._oauth import TokenSource
 from ._options import BeforeSend, OnError, Options, Timeout
-from ._transport import Transport
+from ._transport import SystemClock, Transport
 from ._version import VERSION
 from ._wire import Envelope
 
@@ -29,8 +30,14 @@ class Client(Calls):
     Accepts every keyword of ``segment.analytics.Client`` in the same order.  The
     queue options ``max_queue_size``, ``sync_mode``, ``thread``, ``upload_size`` and
     ``upload_interval`` are accepted and have no effect: there is no queue and no
-    thread.  The OAuth options are accepted but not supported (a warning is logged and
-    the write key's Basic auth is used).
+    thread.
+
+    OAuth: with ``oauth_client_id``, ``oauth_client_key`` (a PEM RSA private key) and
+    ``oauth_key_id`` (and optionally ``oauth_auth_server``, ``oauth_scope``), requests
+    carry ``Authorization: Bearer <token>``; the token is fetched inline, within the
+    call's budget, and cached.  Needs ``pip install 'simple-segment[oauth]'``; without
+    it, or with a key that does not parse, construction raises
+    :class:`~simple_segment.ConfigurationError`.
 
     Delivery: each attempt times out after ``timeout`` seconds (one number or a
     ``(connect, read)`` pair); failed attempts are retried up to ``max_retries`` times
@@ -126,8 +133,10 @@ class Client(Calls):
             before_send=before_send,
         )
         self._options = options
+        clock = SystemClock()
+        tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT) if options.oauth else None
         # Made now, so proxy and CA variables are read when the client is (documented).
-        self._transport = Transport(options, user_agent=USER_AGENT)
+        self._transport = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens)
         self._delivery = Delivery(
             envelope=Envelope(options.write_key or ""),
             transport=self._transport,
@@ -135,8 +144,6 @@ class Client(Calls):
             on_error=options.on_error,
             before_send=options.before_send,
         )
-        if options.oauth:
-            log.warning("OAuth is not supported by simple_segment; sending with the write key (Basic auth)")
         _configure_logging(options)
 
     # -- the official attributes, read-only -------------------------------------------

@@ -9,7 +9,8 @@ Every error this library raises is a :class:`SegmentError`::
     ├── DeliveryError(SegmentError)                                 messages were not delivered
     │   ├── APIError(DeliveryError)                                 Segment answered non-2xx (permanent)
     │   │   ├── ServerError(APIError, RetryableError)               408 / retryable 5xx
-    │   │   └── RateLimitError(APIError, RetryableError)            429
+    │   │   ├── RateLimitError(APIError, RetryableError)            429
+    │   │   └── TokenError(APIError)                                the OAuth token endpoint refused for good
     │   ├── TransportError(DeliveryError)                           no answer, and trying again will not help:
     │   │   │                                                        TLS certificate, unusable URL or proxy
     │   │   └── NetworkError(TransportError, RetryableError)        no answer: refused, reset, timeout, DNS,
@@ -48,6 +49,7 @@ __all__ = [
     "RetryableError",
     "SegmentError",
     "ServerError",
+    "TokenError",
     "TransportError",
     "ValidationError",
 ]
@@ -250,6 +252,16 @@ class RateLimitError(APIError, RetryableError):
         """Seconds the server asked to wait (``Retry-After``), if it said."""
         value = self.args[7]
         return None if value is None else float(value)
+
+
+class TokenError(APIError):
+    """The OAuth token endpoint refused to issue a token, for good (a bad client, key or scope).
+
+    ``status``, ``code`` (the answer's ``error``) and ``message`` (its
+    ``error_description``) say why.  Not retryable: fix the OAuth settings.  A token
+    endpoint that fails for a while raises :class:`ServerError`, :class:`RateLimitError`
+    or :class:`NetworkError` instead, which are.
+    """
 
 
 class TransportError(DeliveryError):

@@ -18,7 +18,7 @@ SUPPORTED = {
     "simple_segment": [
         "VERSION", "__version__", "Client", "Batch", "Options", "Message", "Result", "OnError", "BeforeSend",
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
-        "APIError", "ServerError", "RateLimitError", "TransportError", "NetworkError", "BatchDeliveryError",
+        "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
         "RetryableBatchDeliveryError", "RetryableError",
         "identify", "track", "page", "screen", "group", "alias", "batch", "flush", "join", "shutdown",
         "default_client", "stable_ids",
@@ -26,7 +26,7 @@ SUPPORTED = {
     "simple_segment.client": ["Client"],
     "simple_segment.errors": [
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
-        "APIError", "ServerError", "RateLimitError", "TransportError", "NetworkError", "BatchDeliveryError",
+        "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
         "RetryableBatchDeliveryError", "RetryableError",
     ],
     "simple_segment.testing": ["capture", "Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest"],

@@ -10,9 +10,9 @@ import pytest
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def readme_examples() -> list[str]:
+def readme_examples(heading: str = "Testing your code") -> list[str]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Testing your code", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
 
 
@@ -33,3 +33,9 @@ def test_pytest_fixture_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_readme_example=readme_examples()[2])
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_oauth_example_runs() -> None:
+    """The OAuth example delivers with a Bearer token against FakeSegment's OAuth mode."""
+    (code,) = readme_examples("OAuth")
+    exec(compile(code, "README.md OAuth example", "exec"), {"__name__": "readme_example"})  # noqa: S102

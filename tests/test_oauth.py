@@ -1,0 +1,287 @@
+"""OAuth end to end against FakeSegment's OAuth mode: tokens fetched inline, cached, refreshed, never shown."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import simple_segment
+from simple_segment import Client, ConfigurationError, DeliveryError, RateLimitError, RetryableError, TokenError
+from simple_segment.testing import FakeSegment, OAuthSettings
+
+CLIENT_ID = "client-1"
+KEY_ID = "key-1"
+WRITE_KEY = "wk_oauth_SECRET"
+
+
+@pytest.fixture(scope="module")
+def private_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+def server(private_key: str) -> Iterator[FakeSegment]:
+    with FakeSegment(oauth=OAuthSettings(public_key=private_key, client_id=CLIENT_ID, key_id=KEY_ID)) as fake:
+        yield fake
+
+
+def oauth_client(server: FakeSegment, private_key: str, **options: Any) -> Client:
+    settings: dict[str, Any] = {
+        "host": server.url,
+        "oauth_client_id": CLIENT_ID,
+        "oauth_client_key": private_key,
+        "oauth_key_id": KEY_ID,
+        "oauth_auth_server": server.url,
+        "timeout": 2,
+        "total_timeout": 8,
+        "backoff_factor": 0.01,
+        **options,
+    }
+    return Client(WRITE_KEY, **settings)
+
+
+def token_requests(server: FakeSegment) -> list[Any]:
+    return [r for r in server.requests if r.path == "/token"]
+
+
+def test_delivers_with_a_bearer_token_fetched_once(server: FakeSegment, private_key: str) -> None:
+    """The first call fetches a token; later calls reuse it; batches carry it too."""
+    with oauth_client(server, private_key) as client:
+        assert client.track("u", "First")[0] is True
+        client.identify("u", {"plan": "pro"})
+        with client.batch() as batch:
+            for i in range(5):
+                batch.track("u", f"Batched {i}")
+    assert server.tokens_issued == 1
+    assert len(server.messages) == 7
+    batches = [r for r in server.requests if r.path == "/v1/batch"]
+    assert all(r.headers["authorization"] == f"Bearer {server.tokens[0].access_token}" for r in batches)
+    (token_request,) = token_requests(server)
+    assert token_request.headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+def test_the_assertion_has_the_official_claims(server: FakeSegment, private_key: str) -> None:
+    """The client assertion: RS256, kid, iss = sub = client id, aud = the auth server, a minute of life."""
+    from urllib.parse import parse_qs
+
+    import jwt
+
+    with oauth_client(server, private_key, oauth_scope="tracking_api:write") as client:
+        client.track("u", "E")
+    form = parse_qs(token_requests(server)[0].body.decode())
+    assert form["grant_type"] == ["client_credentials"]
+    assert form["client_assertion_type"] == ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"]
+    assert form["scope"] == ["tracking_api:write"]
+    assertion = form["client_assertion"][0]
+    header = jwt.get_unverified_header(assertion)
+    assert (header["alg"], header["kid"]) == ("RS256", KEY_ID)
+    public = serialization.load_pem_private_key(private_key.encode(), None).public_key()
+    claims = jwt.decode(assertion, public, algorithms=["RS256"], audience=server.url)
+    assert claims["iss"] == claims["sub"] == CLIENT_ID
+    assert claims["exp"] - claims["iat"] == 60
+    assert abs(claims["iat"] - (time.time() - 5)) < 5
+    assert claims["jti"]
+
+
+def test_a_revoked_token_is_refreshed_and_the_request_resent_once(server: FakeSegment, private_key: str) -> None:
+    """401 from the tracking API: the token is dropped, a new one fetched, the batch re-sent with the same ids."""
+    with oauth_client(server, private_key) as client:
+        client.track("u", "Before")
+        server.revoke_tokens()
+        _, msg = client.track("u", "After")
+    assert server.tokens_issued == 2
+    refused, accepted = [r for r in server.requests if r.path == "/v1/batch"][1:]
+    assert refused.status == 401
+    assert accepted.status == 200
+    assert refused.json["batch"][0]["messageId"] == accepted.json["batch"][0]["messageId"] == msg["messageId"]
+    assert [m["event"] for m in server.messages] == ["Before", "After"]
+
+
+def test_a_token_is_refreshed_after_half_its_life(server: FakeSegment, private_key: str) -> None:
+    """A token of 2 s is replaced after 1 s, before the server would refuse it."""
+    server.token_lifetime = 2
+    with oauth_client(server, private_key) as client:
+        client.track("u", "A")
+        client.track("u", "B")
+        time.sleep(1.1)
+        client.track("u", "C")
+    assert server.tokens_issued == 2
+    assert all(r.status == 200 for r in server.requests)
+
+
+def test_an_expired_token_is_replaced(server: FakeSegment, private_key: str) -> None:
+    """The server's clock jumps past the token's expiry: 401, a new token, delivered."""
+    with oauth_client(server, private_key) as client:
+        client.track("u", "A")
+        server.clock_offset = 7200
+        assert client.track("u", "B")[0] is True
+    assert server.tokens_issued == 2
+
+
+@pytest.mark.parametrize("offset", [120, -120])
+def test_clock_skew_is_corrected_from_the_date_header(private_key: str, offset: int) -> None:
+    """The auth server's clock is 2 minutes off: it refuses the assertion once, the client corrects and succeeds."""
+    settings = OAuthSettings(public_key=private_key, client_id=CLIENT_ID, key_id=KEY_ID, clock_offset=offset)
+    with FakeSegment(oauth=settings) as server, oauth_client(server, private_key) as client:
+        assert client.track("u", "E")[0] is True
+        statuses = [r.status for r in token_requests(server)]
+    assert statuses == [400, 200]
+
+
+def test_token_endpoint_rate_limit_waits_its_reset(server: FakeSegment, private_key: str) -> None:
+    """429 with X-RateLimit-Reset: 1 waits about a second, then gets the token."""
+    server.respond_with(429, headers={"X-RateLimit-Reset": "1"}, endpoint="token")
+    started = time.monotonic()
+    with oauth_client(server, private_key) as client:
+        assert client.track("u", "E")[0] is True
+    assert time.monotonic() - started >= 0.9
+    assert [r.status for r in token_requests(server)] == [429, 200]
+
+
+def test_token_endpoint_rate_limit_beyond_the_budget_is_retryable(server: FakeSegment, private_key: str) -> None:
+    """A reset longer than the call's budget: RateLimitError at once, retryable, the message handed back."""
+    server.respond_with(429, headers={"X-RateLimit-Reset": "60"}, endpoint="token")
+    started = time.monotonic()
+    with oauth_client(server, private_key, total_timeout=5) as client, pytest.raises(RateLimitError) as info:
+        client.track("u", "E")
+    assert time.monotonic() - started < 3
+    assert isinstance(info.value, RetryableError)
+    assert len(info.value.messages) == 1
+    assert not [r for r in server.requests if r.path == "/v1/batch"]
+
+
+def test_token_endpoint_errors_are_retried(server: FakeSegment, private_key: str) -> None:
+    """500 twice, then a token: delivered within the same call."""
+    server.respond_with(500, times=2, endpoint="token")
+    with oauth_client(server, private_key) as client:
+        assert client.track("u", "E")[0] is True
+    assert [r.status for r in token_requests(server)] == [500, 500, 200]
+
+
+def test_a_refused_client_is_a_permanent_token_error(server: FakeSegment, private_key: str) -> None:
+    """An unknown client: TokenError (an APIError), not retryable, not retried; with on_error, (False, msg)."""
+    with oauth_client(server, private_key, oauth_client_id="someone-else") as client:
+        with pytest.raises(TokenError) as info:
+            client.track("u", "E")
+        error = info.value
+        assert (error.status, error.code) == (401, "invalid_client")
+        assert not error.retryable
+        assert len(error.messages) == 1
+        assert len(token_requests(server)) == 1
+    seen: list[Any] = []
+    with oauth_client(server, private_key, oauth_client_id="someone-else", on_error=lambda e, m: seen.append(e)) as c:
+        ok, _ = c.track("u", "E")
+    assert ok is False
+    assert isinstance(seen[0], TokenError)
+
+
+def test_token_requests_count_against_the_budget(server: FakeSegment, private_key: str) -> None:
+    """A token endpoint that answers late cannot stretch the call past total_timeout."""
+    server.respond_with(200, delay=5, endpoint="token")
+    started = time.monotonic()
+    with oauth_client(server, private_key, total_timeout=1, timeout=5) as client:
+        with pytest.raises(DeliveryError) as info:
+            client.track("u", "E")
+    assert time.monotonic() - started < 3
+    assert info.value.retryable
+
+
+def test_threads_share_one_token(server: FakeSegment, private_key: str) -> None:
+    """Eight threads making calls at once: one token request."""
+    errors: list[BaseException] = []
+    with oauth_client(server, private_key) as client:
+
+        def work() -> None:
+            try:
+                for _ in range(10):
+                    client.track("u", "E")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    assert server.tokens_issued == 1
+    assert len(server.messages) == 80
+
+
+def test_module_level_settings(server: FakeSegment, private_key: str) -> None:
+    """The oauth_* module settings configure the default client like the official module's."""
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.host = server.url
+    simple_segment.oauth_client_id = CLIENT_ID
+    simple_segment.oauth_client_key = private_key
+    simple_segment.oauth_key_id = KEY_ID
+    simple_segment.oauth_auth_server = server.url
+    assert simple_segment.track("u", "E")[0] is True
+    assert server.tokens_issued == 1
+
+
+def test_a_key_that_does_not_parse_fails_at_construction(server: FakeSegment) -> None:
+    """A bad private key is a ConfigurationError naming oauth_client_key, raised by Client(...)."""
+    with pytest.raises(ConfigurationError) as info:
+        oauth_client(server, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----")
+    assert info.value.field == "oauth_client_key"
+    assert "not a key" not in str(info.value)
+    assert server.requests == []
+
+
+def test_incomplete_oauth_settings_fail_at_construction(server: FakeSegment, private_key: str) -> None:
+    """OAuth needs all three of client id, key and key id; never a silent fallback to Basic auth."""
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY, host=server.url, oauth_client_id=CLIENT_ID, oauth_client_key=private_key)
+    assert info.value.field == "oauth_key_id"
+
+
+def test_without_the_extra_oauth_options_fail_naming_it(monkeypatch: pytest.MonkeyPatch, private_key: str) -> None:
+    """Without PyJWT (the oauth extra), OAuth options are a ConfigurationError that says what to install."""
+    monkeypatch.setitem(sys.modules, "jwt", None)
+    with pytest.raises(ConfigurationError, match=r"simple-segment\[oauth\]"):
+        Client(WRITE_KEY, oauth_client_id=CLIENT_ID, oauth_client_key=private_key, oauth_key_id=KEY_ID)
+
+
+def library_frames(error: BaseException) -> str:
+    """The traceback of ``error`` with every frame's locals, from the library's frames down (not this test's)."""
+    below_the_test = error.__traceback__.tb_next if error.__traceback__ else None
+    exception = traceback.TracebackException(type(error), error, below_the_test, capture_locals=True)
+    return "".join(exception.format())
+
+
+def test_secrets_never_show(server: FakeSegment, private_key: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The private key and the tokens are not in repr, logs, exception text or frame locals."""
+    caplog.set_level(logging.DEBUG, logger="simple_segment")
+    key_line = private_key.splitlines()[1]
+    with oauth_client(server, private_key, max_retries=0) as client:
+        client.track("u", "E")
+        token = server.tokens[0].access_token
+        server.revoke_tokens()
+        server.respond_with(500, times=5, endpoint="token")
+        with pytest.raises(DeliveryError) as info:
+            client.track("u", "E")
+        shown = [
+            repr(client),
+            repr(client.options),
+            str(info.value),
+            repr(info.value),
+            caplog.text,
+            library_frames(info.value),
+        ]
+    for text in shown:
+        assert key_line not in text
+        assert token not in text
+        assert WRITE_KEY not in text
