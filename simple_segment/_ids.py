@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,16 +33,23 @@ class _Scope:
 _scope: ContextVar[_Scope | None] = ContextVar("simple_segment_stable_ids", default=None)
 
 
-def new_message_id() -> str:
-    """Return a random (version 4) UUID string.
+_random = random.Random()  # noqa: S311 - ids must be unique, not secret; seeded from os.urandom; private, so random.seed(42) elsewhere cannot repeat our ids
+if hasattr(os, "register_at_fork"):
+    # A forked child must not repeat its parent's ids: it draws from a fresh seed.
+    os.register_at_fork(after_in_child=_random.seed)
+_VERSION_4 = (0x4 << 76) | (0x2 << 62)
+"""The version (4) and variant (RFC 4122) bits of a UUID, set in every id."""
+_CLEAR = ~((0xF << 76) | (0x3 << 62))
 
-    Same format as ``str(uuid.uuid4())``, made directly from ``os.urandom``, at a
-    fraction of its cost.
+
+def new_message_id() -> str:
+    """Return a random (version 4) UUID string, formatted as ``str(uuid.uuid4())``.
+
+    122 random bits from a private generator seeded from ``os.urandom`` (and seeded
+    anew in a forked child), at a quarter of the cost of a system call per id: a
+    messageId must be unique, not secret.
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex()
+    text = f"{_random.getrandbits(128) & _CLEAR | _VERSION_4:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 

@@ -174,7 +174,7 @@ class TokenSource:
         ).encode("ascii")
 
     def _accept(self, answer: Answer, attempts: int) -> bool | Failure:
-        payload = _json(answer.body)
+        payload = _json(answer.text)
         token = payload.get("access_token") if isinstance(payload, dict) else None
         if not isinstance(token, str) or not token:
             error = ServerError(200, "invalid_token_response", "the answer has no access_token", attempts=attempts)
@@ -186,10 +186,10 @@ class TokenSource:
         return True
 
     def _refusal(self, answer: Answer, attempts: int) -> Failure:
-        payload = _json(answer.body)
+        payload = _json(answer.text)
         fields = payload if isinstance(payload, dict) else {}
         code = str(fields.get("error") or "unknown")
-        text = answer.body[:200].decode("utf-8", "replace")
+        text = answer.text[:200].decode("utf-8", "replace")
         message = str(fields.get("error_description") or fields.get("message") or text)
         headers = dict(answer.response.headers)
         status = answer.status

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("simple_segment")
 
 T = TypeVar("T")
+S = TypeVar("S", bound=socket.socket)
 
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
 """Answers worth another attempt (SPEC.md section 3)."""
@@ -136,6 +137,9 @@ class _Budget(threading.local):
     at: float | None = None
 
 
+_NO_RETRIES = Retry(total=False, redirect=False)
+"""urllib3 itself never retries: every attempt is ours.  (Made once: ``retries=False`` builds one per request.)"""
+
 _SLACK = 0.01
 """A failure this close to the deadline is reported as the budget running out."""
 
@@ -143,73 +147,79 @@ _SLACK = 0.01
 _budget = _Budget()
 
 
-class _DeadlineIO:
-    """Socket methods that never block past the current attempt's deadline.
+def _within_budget(sock: socket.socket) -> None:
+    """Lower ``sock``'s timeout to what is left of this thread's attempt, if that is less.
 
-    Every blocking operation first sets the socket's timeout to the smaller of the
-    timeout urllib3 asked for (connect or read) and what is left of the budget, so a
-    stream of single bytes cannot keep a receive (or a send to a server that reads
-    slowly) going after the deadline.  Outside an attempt they behave as usual.
+    Called before every blocking send and receive, so a stream of single bytes cannot
+    keep a receive (or a send to a server that reads slowly) going after the deadline:
+    each one waits no longer than what is left.  urllib3 sets its own (connect or
+    read) timeout at each phase; a lower budget wins.  Outside an attempt, nothing.
     """
-
-    _wanted: float | None = None
-
-    def settimeout(self, value: float | None) -> None:
-        self._wanted = value
-        super().settimeout(value)  # type: ignore[misc]
-
-    def _within_budget(self) -> None:
-        at = _budget.at
-        if at is None:
-            return
+    at = _budget.at
+    if at is not None:
         left = at - time.monotonic()
         if left <= 0:
             msg = "total_timeout ran out"
             raise TimeoutError(msg)
-        wanted = self._wanted
-        if wanted is None or left < wanted:
-            super().settimeout(left)  # type: ignore[misc]
-
-    def recv(self, *args: Any) -> bytes:  # noqa: ANN401 - socket's own signature
-        self._within_budget()
-        return super().recv(*args)  # type: ignore[misc, no-any-return]
-
-    def recv_into(self, *args: Any) -> int:  # noqa: ANN401
-        self._within_budget()
-        return super().recv_into(*args)  # type: ignore[misc, no-any-return]
-
-    def send(self, *args: Any) -> int:  # noqa: ANN401
-        self._within_budget()
-        return super().send(*args)  # type: ignore[misc, no-any-return]
-
-    def sendall(self, *args: Any) -> None:  # noqa: ANN401
-        self._within_budget()
-        super().sendall(*args)  # type: ignore[misc]
-
-    _reader: Any = None
-
-    def makefile(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        self._reader = super().makefile(*args, **kwargs)  # type: ignore[misc]
-        return self._reader
-
-    def close_reader(self) -> None:
-        """Close the reader http.client made on this socket (urllib3 may drop that one unclosed)."""
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
+        timeout = sock.gettimeout()
+        if timeout is None or left < timeout:
+            sock.settimeout(left)
 
 
-class _DeadlineSocket(_DeadlineIO, socket.socket):
-    """A TCP socket that respects the attempt's deadline."""
+def _deadline_class(base: type[S], doc: str) -> type[S]:
+    """Return a subclass of the socket class ``base`` whose blocking operations keep the deadline.
+
+    (For TLS sockets, ``sendall`` is a loop of ``send`` in Python: each one is checked.)
+    The reader http.client makes on the socket is kept, so a response that urllib3
+    refuses can be closed at once (:meth:`close_reader`).
+    """
+    recv_into, recv, send, sendall, makefile = base.recv_into, base.recv, base.send, base.sendall, base.makefile
+
+    class DeadlineSocket(base):  # type: ignore[valid-type, misc]
+        _reader: Any = None
+
+        def recv_into(self, *args: Any) -> int:  # noqa: ANN401 - socket's own signature
+            _within_budget(self)
+            return recv_into(self, *args)
+
+        def recv(self, *args: Any) -> bytes:  # noqa: ANN401
+            _within_budget(self)
+            return recv(self, *args)
+
+        def send(self, *args: Any) -> int:  # noqa: ANN401
+            _within_budget(self)
+            return send(self, *args)
+
+        def sendall(self, *args: Any) -> None:  # noqa: ANN401
+            _within_budget(self)
+            sendall(self, *args)
+
+        def makefile(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+            self._reader = makefile(self, *args, **kwargs)
+            return self._reader
+
+    DeadlineSocket.__name__ = DeadlineSocket.__qualname__ = f"Deadline{base.__name__}"
+    DeadlineSocket.__doc__ = doc
+    return DeadlineSocket
 
 
-class _DeadlineSSLSocket(_DeadlineIO, ssl.SSLSocket):
-    """A TLS socket that respects the attempt's deadline (``SSLContext.sslsocket_class``)."""
+def _close_reader(sock: socket.socket) -> None:
+    """Close the reader http.client made on ``sock`` (urllib3 may drop that one unclosed)."""
+    reader = getattr(sock, "_reader", None)
+    if reader is not None:
+        sock._reader = None  # type: ignore[attr-defined]  # noqa: SLF001 - our socket class's own slot
+        reader.close()
+
+
+_DeadlineSocket = _deadline_class(socket.socket, "A TCP socket that keeps the attempt's deadline.")
+_DeadlineSSLSocket = _deadline_class(
+    ssl.SSLSocket, "A TLS socket that keeps the attempt's deadline (``SSLContext.sslsocket_class``)."
+)
 
 
 def _adopt(sock: socket.socket) -> socket.socket:
     """Return ``sock``'s connection as a :class:`_DeadlineSocket` (same descriptor and options)."""
-    if isinstance(sock, _DeadlineIO) or type(sock) is not socket.socket:
+    if type(sock) is not socket.socket:
         return sock  # already ours, or a proxy library's own socket type
     timeout = sock.gettimeout()
     adopted = _DeadlineSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
@@ -217,29 +227,65 @@ def _adopt(sock: socket.socket) -> socket.socket:
     return adopted
 
 
+class _OurConnection:
+    """What our urllib3 connections add: deadline sockets, one write per request, no stray reader.
+
+    Mixed into urllib3's connection class by :func:`_with_deadline`.  Its sockets keep
+    the attempt's deadline (:func:`_adopt`; TLS sockets through :func:`_tls_options`).
+    A request goes out in one write: http.client writes the headers, then urllib3 the
+    body, which costs a second TCP segment and a second read on the server (about a
+    tenth of a call on loopback); the headers are held and sent with the body.
+    """
+
+    _hold_next = False
+    _held: bytes | None = None
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        return _adopt(super()._new_conn())  # type: ignore[misc]
+
+    def endheaders(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - http.client's own
+        self._hold_next, self._held = True, None  # the write it makes now is the headers
+        super().endheaders(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:  # noqa: ANN401 - http.client's own
+        if self._hold_next and isinstance(data, bytes):
+            self._hold_next, self._held = False, data
+            return
+        self._hold_next = False
+        held, self._held = self._held, None
+        if held is not None:
+            if isinstance(data, bytes):
+                data = held + data
+            else:
+                super().send(held)  # type: ignore[misc]
+        super().send(data)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:  # noqa: ANN401 - urllib3's own
+        held, self._hold_next, self._held = self._held, False, None
+        if held is not None:  # a request without a body: its headers go now
+            super().send(held)  # type: ignore[misc]
+        sock = self.sock
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except BaseException:
+            # urllib3 can refuse an answer (a malformed header) after http.client read it.
+            # When the answer ends its connection, http.client no longer holds it and
+            # nobody would close its reader until GC: close it now.  (When it does hold
+            # it, closing the connection closes the reader too.)
+            if sock is not None and getattr(self, "_HTTPConnection__response", None) is None:
+                _close_reader(sock)
+            raise
+
+    def close(self) -> None:
+        self._hold_next, self._held = False, None
+        super().close()  # type: ignore[misc]
+
+
 @functools.cache
 def _with_deadline(base: type[HTTPConnection]) -> type[HTTPConnection]:
-    """Return a subclass of urllib3's connection class ``base`` whose sockets respect the deadline."""
-
-    class DeadlineConnection(base):  # type: ignore[valid-type, misc]
-        def _new_conn(self) -> socket.socket:
-            return _adopt(super()._new_conn())
-
-        def getresponse(self) -> Any:  # noqa: ANN401 - urllib3's own
-            sock = self.sock
-            try:
-                return super().getresponse()
-            except BaseException:
-                # urllib3 can refuse an answer (a malformed header) after http.client read it.
-                # When the answer ends its connection, http.client no longer holds it and
-                # nobody would close its reader until GC: close it now.  (When it does hold
-                # it, closing the connection closes the reader too.)
-                if isinstance(sock, _DeadlineIO) and getattr(self, "_HTTPConnection__response", None) is None:
-                    sock.close_reader()
-                raise
-
-    DeadlineConnection.__name__ = DeadlineConnection.__qualname__ = f"Deadline{base.__name__}"
-    return DeadlineConnection
+    """Return urllib3's connection class ``base`` with :class:`_OurConnection` mixed in."""
+    return type(f"Deadline{base.__name__}", (_OurConnection, base), {})
 
 
 # -- one URL's connections ----------------------------------------------------------------------
@@ -265,6 +311,18 @@ class Answer(NamedTuple):
     response: BaseHTTPResponse
     """The urllib3 response (headers, reason); its connection is already released."""
     body: bytes
+    """The body as it came (we ask for no compression, but a server may send it anyway)."""
+
+    @property
+    def text(self) -> bytes:
+        """The body, inflated (to at most :data:`MAX_ERROR_BODY` bytes) when it came compressed."""
+        encoding = self.response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("gzip", "x-gzip", "deflate") or not self.body:
+            return self.body
+        try:
+            return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress(self.body, MAX_ERROR_BODY)
+        except zlib.error:
+            return b""
 
 
 class Endpoint:
@@ -287,6 +345,7 @@ class Endpoint:
         self.url = url
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         self._connect_timeout, self._read_timeout = connect, read
+        self._longest_timeout = max(connect, read)
         self._timeout = Timeout(connect=connect, read=read)
         self._pool_size = pool_size
         settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
@@ -311,29 +370,26 @@ class Endpoint:
 
         Raises what urllib3, http.client or the socket raise (see :func:`failure_of`).
         """
+        timeout = self._timeout
+        if remaining < self._longest_timeout:
+            timeout = Timeout(connect=min(self._connect_timeout, remaining), read=min(self._read_timeout, remaining))
         _budget.at = time.monotonic() + remaining
         try:
-            response = self._send(body, headers, remaining)
+            response = (self._pool or self._get_pool()).urlopen(
+                "POST",
+                self._target,
+                body=body,
+                headers=headers,
+                retries=_NO_RETRIES,
+                redirect=False,
+                assert_same_host=False,
+                timeout=timeout,
+                preload_content=False,
+                decode_content=False,
+            )
             return Answer(response.status, response, _read_bounded(response))
         finally:
             _budget.at = None
-
-    def _send(self, body: bytes, headers: Mapping[str, str], remaining: float) -> BaseHTTPResponse:
-        timeout = self._timeout
-        if remaining < max(self._connect_timeout, self._read_timeout):
-            timeout = Timeout(connect=min(self._connect_timeout, remaining), read=min(self._read_timeout, remaining))
-        return self._get_pool().urlopen(
-            "POST",
-            self._target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            timeout=timeout,
-            preload_content=False,
-            decode_content=False,
-        )
 
     def _get_pool(self) -> HTTPConnectionPool:
         pool = self._pool
@@ -626,7 +682,7 @@ class Transport:
             return Failure(exc)
 
     def _judge(self, answer: Answer, attempts: int) -> Failure:
-        error = _api_error(answer.response, answer.body, attempts)
+        error = _api_error(answer.response, answer.text, attempts)
         if self._authorization is not None and answer.status in REJECTED_TOKEN_STATUSES:
             self._authorization.rejected()
             return Failure(error, again_now=True)
@@ -753,9 +809,9 @@ def _read_bounded(response: BaseHTTPResponse) -> bytes:
     """Read at most MAX_ERROR_BODY bytes of the answer and free its connection.
 
     A longer answer is not read further and its connection is closed (it cannot be
-    reused); a compressed one is inflated to at most MAX_ERROR_BODY bytes.  The
-    response is closed either way, so an answer that ends its connection (no
-    Content-Length) leaves no reader open.
+    reused).  The response is closed either way, so an answer that ends its
+    connection (no Content-Length) leaves no reader open.  The bytes are as sent:
+    :attr:`Answer.text` inflates a compressed one.
     """
     try:
         data = response.read(MAX_ERROR_BODY + 1, decode_content=False)
@@ -768,12 +824,6 @@ def _read_bounded(response: BaseHTTPResponse) -> bytes:
         data = data[:MAX_ERROR_BODY]
     response.release_conn()
     response.close()  # frees http.client's reader; a reusable connection stays in the pool
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    if encoding in ("gzip", "x-gzip", "deflate") and data:
-        try:
-            data = zlib.decompressobj(zlib.MAX_WBITS | 32).decompress(data, MAX_ERROR_BODY)
-        except zlib.error:
-            return b""
     return data
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
@@ -55,9 +56,23 @@ def _make_dict_encoder() -> Callable[[dict[str, Any]], str]:
 _encode_dict = _make_dict_encoder()
 
 
+_second: tuple[int, str] = (0, "")
+"""The last whole second formatted by :func:`now_iso`, and its text up to the seconds."""
+
+
 def now_iso() -> str:
-    """Return the current UTC time as ISO-8601 with milliseconds and offset."""
-    return dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
+    """Return the current UTC time as ISO-8601 with milliseconds and offset (``...T12:34:56.789+00:00``).
+
+    Every message and every attempt is stamped, so the text of the current second is
+    kept and only the milliseconds are formatted.
+    """
+    global _second  # noqa: PLW0603 - a one-entry cache, replaced whole (threads see one tuple or the other)
+    now = time.time()
+    whole = int(now)
+    cached = _second
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((now - whole) * 1000):03d}+00:00"
 
 
 def format_datetime(value: dt.datetime) -> str:
@@ -138,6 +153,8 @@ def _convert(value: Any, depth: int) -> Any:  # noqa: ANN401 - any caller value
         }
     if kind is list or kind is tuple:
         return [item if type(item) in _PLAIN else _convert(item, depth) for item in value]
+    if kind is dt.datetime and type(value.tzinfo) is dt.timezone:  # the common aware datetime: no caller code runs
+        return value.isoformat(timespec="milliseconds")
     try:
         return _convert_other(value, depth)
     except _InvalidValueError:
