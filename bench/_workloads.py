@@ -102,10 +102,12 @@ def percall(contender: str, url: str, n: int) -> dict:
         return timed_calls(post, n)
     if contender == "httpclient":
         return timed_calls(_httpclient_poster(url, body), n)
-    if contender == "urllib3":
+    if contender in ("urllib3", "urllib3_timeout"):
         import urllib3
 
-        pool = urllib3.connection_from_url(url)
+        # urllib3_timeout: the same loop with timeout=15, as any client that must not hang has
+        # (a socket with a timeout costs a poll() before each send and receive).
+        pool = urllib3.connection_from_url(url, timeout=15.0 if contender == "urllib3_timeout" else None)
         headers = {**HEADERS, **BASIC}
 
         def post_urllib3(_: int) -> None:

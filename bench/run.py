@@ -43,6 +43,7 @@ CONTENDER_VENV = {
     "requests": "raw",
     "httpclient": "raw",
     "urllib3": "raw",
+    "urllib3_timeout": "raw",
     "floor": "raw",
 }
 # requests (so the official client and the raw requests loop) scans the whole process
@@ -60,7 +61,7 @@ PREDICTIONS = [
 
 # workload -> (N, reference contender, contenders, metric, higher is better)
 WORKLOADS = {
-    "percall": (2000, "requests", ["simple", "official", "requests", "urllib3", "httpclient"], "per_s", True),
+    "percall": (2000, "requests", ["simple", "official", "requests", "urllib3", "urllib3_timeout", "httpclient"], "per_s", True),
     "batch": (50_000, "official", ["simple", "official", "official_defaultq", "requests", "httpclient"], "per_s", True),
     "build": (20_000, "floor", ["simple", "official", "floor"], "us", False),
     "rss": (1_000_000, None, ["simple"], "ratio", False),

@@ -89,7 +89,7 @@ def _required_id(value: object, field: str) -> str:
 def _mapping(value: object, field: str) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # (the ABC check only for the rare non-dict)
         raise ValidationError(field, f"must be a dict, not {type(value).__name__}")
     converted: dict[str, Any] = to_json_value(value, field)
     return converted
