@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
+import threading
 import types
 from typing import Any
 
@@ -27,7 +28,7 @@ from . import _messages, _options
 from ._batch import Batch
 from ._calls import Result, forward
 from ._ids import stable_ids
-from ._messages import Message, Properties
+from ._messages import Id, Message, Properties
 from ._options import BeforeSend, OnError, Options, Timeout
 from ._version import VERSION
 from .client import Client
@@ -59,17 +60,20 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "DeliveryError",
+    "Id",
     "Message",
     "MessageTooLargeError",
     "NetworkError",
     "OnError",
     "Options",
+    "Properties",
     "RateLimitError",
     "Result",
     "RetryableBatchDeliveryError",
     "RetryableError",
     "SegmentError",
     "ServerError",
+    "Timeout",
     "TokenError",
     "TransportError",
     "ValidationError",
@@ -125,21 +129,28 @@ default_client: Client | None = None
 """The client behind the module-level functions; built from the settings on first use."""
 
 
+_building = threading.Lock()
+
+
 def _client() -> Client:
     global default_client  # noqa: PLW0603 - the official module-level API
     client = default_client
     if client is None:
-        module = sys.modules[__name__]
-        client = default_client = Client(**{name: getattr(module, name) for name in _SETTINGS})
+        with _building:  # two threads' first calls build one client, not two
+            client = default_client
+            if client is None:
+                module = sys.modules[__name__]
+                client = default_client = Client(**{name: getattr(module, name) for name in _SETTINGS})
     return client
 
 
 def _same(old: object, new: object) -> bool:
+    # Equal values are the same setting (15 and 15.0 alike); a value whose == fails is a new one.
     if old is new:
         return True
     try:
-        return type(old) is type(new) and bool(old == new)
-    except Exception:  # noqa: BLE001 - a value whose == fails is simply a different value
+        return bool(old == new)
+    except Exception:  # noqa: BLE001
         return False
 
 

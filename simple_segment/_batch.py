@@ -9,8 +9,7 @@ from typing import Any
 
 from ._calls import Calls, Result
 from ._delivery import Delivery
-from ._messages import Message, Properties, with_defaults
-from ._wire import to_json_value
+from ._messages import Message, Properties, mapping, with_defaults
 from .errors import BatchDeliveryError, DeliveryError, RetryableBatchDeliveryError, RetryableError, SegmentError
 
 log = logging.getLogger("simple_segment")
@@ -46,10 +45,8 @@ class Batch(Calls):
         integrations: Properties | None = None,
     ) -> None:
         self._delivery = delivery
-        self._context: dict[str, Any] | None = to_json_value(context, "context") if context else None
-        self._integrations: dict[str, Any] | None = (
-            to_json_value(integrations, "integrations") if integrations else None
-        )
+        self._context: dict[str, Any] | None = mapping(context, "context") or None
+        self._integrations: dict[str, Any] | None = mapping(integrations, "integrations") or None
         self._lock = threading.RLock()
         self._pending = delivery.new_buffer()  # the pending request; only its bytes are kept
         self._unsent: list[dict[str, Any]] = []

@@ -30,10 +30,13 @@ nothing was sent for it: delivery failed and ``on_error`` took the error, or a
 
 _RETURNS = """
 
-Returns ``(True, msg)``, ``msg`` being the message as sent.  Raises
-:class:`~simple_segment.ValidationError` for a bad argument (nothing is sent) and a
-:class:`~simple_segment.DeliveryError` when delivery fails and no ``on_error`` is set
-(then ``on_error(exception, [msg])`` is called and ``(False, msg)`` returned).
+Returns ``(ok, msg)``: ``msg`` is the message as sent (in a batch, as it will be sent).
+``ok`` is False only when nothing was sent for it: a ``before_send`` hook dropped it,
+or delivery failed and ``on_error`` took the error.  Raises
+:class:`~simple_segment.ValidationError` for a bad argument (nothing is sent).  On a
+client, a failed delivery raises a :class:`~simple_segment.DeliveryError` unless
+``on_error`` is set; in a batch, failures are reported when the block ends
+(:class:`~simple_segment.BatchDeliveryError`).
 """
 
 

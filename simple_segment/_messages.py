@@ -17,12 +17,13 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from enum import Enum
 from typing import Any, ParamSpec, TypeAlias
 from uuid import UUID
 
 from ._ids import next_message_id
 from ._version import VERSION
-from ._wire import _InvalidValueError, format_datetime, now_iso, to_json_value
+from ._wire import _InvalidValueError, format_datetime, json_copy, now_iso, plain_str, to_json_value
 from .errors import ValidationError
 
 __all__ = ["Id", "Message", "Properties", "alias", "group", "identify", "page", "screen", "track"]
@@ -66,6 +67,10 @@ class Message(dict[str, Any]):
 def _id(value: object, field: str) -> str | None:
     if value is None or type(value) is str:
         return value
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, str):
+        return plain_str(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal, UUID)):
         raise ValidationError(field, f"must be a str or a number, not {type(value).__name__}")
     if isinstance(value, float) and value - value != 0.0:
@@ -86,6 +91,14 @@ def _required_id(value: object, field: str) -> str:
     return text
 
 
+def mapping(value: object, field: str) -> dict[str, Any]:
+    """Return ``value`` (a dict of the caller's, or None) converted to a new dict of JSON values.
+
+    Raises :class:`ValidationError` naming ``field`` when it is not a dict or holds a bad value.
+    """
+    return _mapping(value, field)
+
+
 def _mapping(value: object, field: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -98,12 +111,11 @@ def _mapping(value: object, field: str) -> dict[str, Any]:
 def _optional_str(value: object, field: str) -> str | None:
     if value is None or type(value) is str:
         return value
+    if isinstance(value, Enum):  # a str Enum is its value, as json.dumps sends it
+        value = value.value
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a str, not {type(value).__name__}")
-    try:
-        return str(value)
-    except Exception as exc:
-        raise ValidationError(field, "could not be made a str") from exc
+    return plain_str(value)
 
 
 def _timestamp(value: object) -> str:
@@ -277,13 +289,15 @@ def with_defaults(msg: Message, context: dict[str, Any] | None, integrations: di
     """Return ``msg`` with batch-level ``context``/``integrations`` merged under its own.
 
     The merge is one level deep: a key the message sets wins over the same key of the
-    defaults, whatever its value.  ``msg`` itself is not modified.
+    defaults, whatever its value.  ``msg`` itself is not modified, and each message gets
+    its own copy of the defaults (a hook or a caller changing one message's nested
+    context cannot change the next message's).
     """
     msg = Message(msg)
     if context:
-        msg["context"] = {**context, **msg["context"]}
+        msg["context"] = {**json_copy(context), **msg["context"]}
     if integrations:
-        msg["integrations"] = {**integrations, **msg["integrations"]}
+        msg["integrations"] = {**json_copy(integrations), **msg["integrations"]}
     return msg
 
 

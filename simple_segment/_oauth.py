@@ -26,14 +26,12 @@ import threading
 import time
 import uuid
 import weakref
-from http.client import HTTPException
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from urllib3.exceptions import HTTPError
-
 from ._transport import (
-    RETRY_STATUSES,
+    MAX_RETRY_AFTER,
+    NETWORK_FAILURES,
     Answer,
     Clock,
     Endpoint,
@@ -57,6 +55,8 @@ SKEW_ERRORS = frozenset({"Token is expired", "Token used before issued"})
 """``error_description``s of an ``invalid_request`` that mean our clock and the server's disagree."""
 PERMANENT_TOKEN_STATUSES = frozenset({400, 401, 415})
 _REQUIRED = ("oauth_client_id", "oauth_client_key", "oauth_key_id")
+TOKEN_RETRIES = 2
+"""Token requests are tried three times at least, as the official client does, whatever ``max_retries``."""
 DEFAULT_REFRESH = 60.0
 """Seconds a token is kept when its answer gives no usable ``expires_in``."""
 DEFAULT_RATE_LIMIT_WAIT = 5.0
@@ -107,7 +107,7 @@ class TokenSource:
         self.url = f"{self._audience}/token"
         self._endpoint = Endpoint(self.url, proxies=options.proxies, verify=options.verify, timeout=options.timeout)
         self._clock = clock
-        self._limits = Limits.of(options, clock)
+        self._limits = Limits.of(options, clock, at_least=TOKEN_RETRIES)
         self._headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": user_agent}
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -117,7 +117,7 @@ class TokenSource:
         _live.add(self)
 
     def __repr__(self) -> str:
-        return f"<TokenSource {self.url} client_id={self._client_id!r}>"
+        return f"<TokenSource {getattr(self, 'url', '?')} client_id={getattr(self, '_client_id', '?')!r}>"
 
     # -- the Authorization seam of the transport -------------------------------------------
 
@@ -129,11 +129,15 @@ class TokenSource:
                 retrying(self._attempt, self.url, deadline, self._limits, at_once=2)
             return f"Bearer {self._token}"
 
-    def rejected(self) -> None:
-        """Drop the cached token: the tracking API refused it."""
+    def rejected(self, header: str) -> None:
+        """Drop the cached token if ``header`` carried it: the tracking API refused it.
+
+        A token another thread fetched meanwhile is kept.
+        """
         with self._lock:
-            self._token = None
-        log.info("the tracking API refused the OAuth token; a new one will be fetched")
+            if self._token is not None and header == f"Bearer {self._token}":
+                self._token = None
+        log.info("the tracking API refused an OAuth token; a new one will be fetched")
 
     def close(self) -> None:
         """Close the connections to the auth server."""
@@ -149,7 +153,7 @@ class TokenSource:
             return Failure(NetworkError(reason, attempts=attempts))
         try:
             answer = self._endpoint.exchange(self._form(), self._headers, remaining)
-        except (HTTPError, HTTPException, OSError, ValueError) as exc:
+        except NETWORK_FAILURES as exc:
             return failure_of(exc, self.url, attempts, ran_out=False)
         self._learn_skew(answer)
         if answer.status == 200:  # noqa: PLR2004 - the one success
@@ -205,10 +209,8 @@ class TokenSource:
                 return Failure(error, again_now=True)  # the skew was just learnt from its Date header
             log.error("the auth server refused the OAuth client for good: %s", error)
             return Failure(error)
-        retryable = status in RETRY_STATUSES or status >= 500  # noqa: PLR2004 - any server error may pass
-        kind = ServerError if retryable else TokenError
-        error = kind(status, code, message, headers=headers, attempts=attempts)
-        return Failure(error, response=answer.response) if retryable else Failure(error)
+        # Any other answer may pass (SPEC.md section 6: only 400, 401 and 415 are final).
+        return Failure(ServerError(status, code, message, headers=headers, attempts=attempts), response=answer.response)
 
     def _learn_skew(self, answer: Answer) -> None:
         date = answer.response.headers.get("Date")
@@ -220,7 +222,7 @@ class TokenSource:
         except (TypeError, ValueError, OverflowError, IndexError):
             log.debug("the auth server's Date header does not parse: %r", date)
             return
-        if math.isfinite(skew) and abs(skew) < 365 * 86400:
+        if math.isfinite(skew) and abs(skew) < MAX_RETRY_AFTER:
             self._skew = int(skew)
 
 
@@ -247,5 +249,5 @@ def _seconds(value: object) -> float | None:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         return None
-    return seconds if math.isfinite(seconds) and 0 <= seconds <= 365 * 86400 else None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER else None
 

@@ -14,6 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -124,7 +125,7 @@ class Options:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{field.name}={getattr(self, field.name)!r}"
+            f"{field.name}={_shown(field.name, getattr(self, field.name, None))!r}"
             for field in dataclasses.fields(self)
             if field.name not in _SECRET
         )
@@ -133,6 +134,13 @@ class Options:
 
 _SECRET = frozenset({"write_key", "oauth_client_key"})
 """Never shown by ``repr``."""
+
+
+def _shown(name: str, value: object) -> object:
+    # A proxy URL may carry a password (http://user:pass@proxy): shown redacted.
+    if name == "proxies" and isinstance(value, Mapping):
+        return {key: redact_url(url) if isinstance(url, str) else url for key, url in value.items()}
+    return value
 
 
 def names() -> tuple[str, ...]:
@@ -176,9 +184,8 @@ def normalize_host(host: object, field: str = "host") -> str:
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError(field, "must not contain user-info (user:password@); the write key authenticates")
     if not hostname or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ConfigurationError(field, f"{_redact_url(text)!r} is not {_EXAMPLE}")
-    if port == 0:
-        raise ConfigurationError(field, "port 0 is not a port to connect to")
+        raise ConfigurationError(field, f"{redact_url(text)!r} is not {_EXAMPLE}")
+    _check_address(hostname, port, field)
     if parts.scheme == "http" and not _is_loopback(hostname):
         log.warning("%s %s is plain http: credentials cross the network unencrypted", field, text)
     return text
@@ -198,10 +205,29 @@ def _parse_url(text: str, field: str) -> tuple[SplitResult, str | None, int | No
     return parts, hostname, port
 
 
-def _redact_url(text: str) -> str:
+def redact_url(text: str) -> str:
+    """Return the URL ``text`` with any user-info replaced by ``***``."""
     # Never echo credentials, even in an error about them.
     scheme, sep, rest = text.partition("://")
     return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else text
+
+
+def _check_address(hostname: str, port: int | None, field: str) -> None:
+    if port == 0:
+        raise ConfigurationError(field, "port 0 is not a port to connect to")
+    if not _is_ip(hostname):
+        try:
+            hostname.encode("idna")  # empty labels ("exa..mple.com"), labels over 63 characters
+        except UnicodeError as exc:
+            raise ConfigurationError(field, f"{hostname!r} is not a valid host name") from exc
+
+
+def _is_ip(hostname: str) -> bool:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -254,6 +280,10 @@ def _proxies(value: object) -> dict[str, str] | None:
 
 
 def _verify(value: object) -> bool | str:
-    if isinstance(value, bool) or (isinstance(value, str) and value):
+    if isinstance(value, bool):
         return value
-    raise ConfigurationError("verify", "must be True, False or the path of a CA bundle")
+    if isinstance(value, str) and value:
+        if not Path(value).exists():
+            raise ConfigurationError("verify", f"the CA bundle {value!r} does not exist")
+        return value
+    raise ConfigurationError("verify", "must be True, False or the path of a CA bundle (a file or a folder)")

@@ -59,7 +59,17 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout
 from urllib3.util.ssl_ import create_urllib3_context
 
-from .errors import APIError, DeliveryError, NetworkError, RateLimitError, ServerError, TransportError
+from ._options import redact_url
+from ._wire import describe
+from .errors import (
+    APIError,
+    ConfigurationError,
+    DeliveryError,
+    NetworkError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from urllib3.connectionpool import HTTPConnectionPool
@@ -76,6 +86,8 @@ RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
 """Answers worth another attempt (SPEC.md section 3)."""
 MAX_ERROR_BODY = 65_536
 """Most bytes read from an answer's body."""
+MAX_ERROR_TEXT = 500
+"""Most characters of an error answer kept as an error's ``message``."""
 MAX_RETRY_AFTER = 365 * 86_400.0
 """A Retry-After beyond a year is not a sane answer: it is treated as absent."""
 GZIP_LEVEL = 6
@@ -350,6 +362,10 @@ class Endpoint:
         self._pool_size = pool_size
         settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
         self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
+        if isinstance(self._verify, str) and not Path(self._verify).exists():
+            # Not a failure to retry later: the file is not there (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE).
+            reason = f"the CA bundle {self._verify!r} (from REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE) does not exist"
+            raise ConfigurationError("verify", reason)
         self.proxies: dict[str, str] = dict(settings["proxies"])
         """The proxies that apply, from the option and the environment."""
         self._proxy: str | None = requests.utils.select_proxy(url, self.proxies) or None
@@ -416,7 +432,7 @@ class Endpoint:
             try:
                 from urllib3.contrib.socks import SOCKSProxyManager  # noqa: PLC0415 - needs PySocks, rarely used
             except ImportError as exc:  # pragma: no cover - depends on PySocks being absent
-                msg = f"the proxy {_redacted(proxy)} needs PySocks: pip install 'requests[socks]'"
+                msg = f"the proxy {redact_url(proxy)} needs PySocks: pip install 'requests[socks]'"
                 raise ProxySchemeUnsupported(msg) from exc
             return SOCKSProxyManager(proxy, **options)
         user, password = requests.utils.get_auth_from_url(proxy)
@@ -433,6 +449,10 @@ class Endpoint:
             manager, self._manager, self._pool = self._manager, None, None
         if manager is not None:
             manager.clear()
+
+
+NETWORK_FAILURES = (HTTPError, HTTPException, OSError, ValueError)
+"""What sending a request and reading its answer may raise (urllib3, http.client, sockets): see :func:`failure_of`."""
 
 
 # -- retries ------------------------------------------------------------------------------------
@@ -457,10 +477,13 @@ class Failure(NamedTuple):
         return self.response is None and self.cause is None and self.wait is None
 
 
-def policy_of(options: Options, backoff_max: float = 10.0) -> Retry:
-    """Return the urllib3 Retry policy for ``options`` (statuses, backoff with jitter, Retry-After)."""
+def policy_of(options: Options, backoff_max: float = 10.0, *, at_least: int = 0) -> Retry:
+    """Return the urllib3 Retry policy for ``options`` (statuses, backoff with jitter, Retry-After).
+
+    ``at_least`` raises the number of retries (token requests make three attempts at least).
+    """
     return _Policy(
-        total=options.max_retries,
+        total=max(options.max_retries, at_least),
         connect=None,
         read=None,
         status=None,
@@ -487,9 +510,10 @@ class Limits:
     max_rate_limit_wait: float
 
     @classmethod
-    def of(cls, options: Options, clock: Clock) -> Limits:
-        """Return the limits ``options`` set."""
-        return cls(policy_of(options), clock, options.max_total_backoff_duration, options.max_rate_limit_duration)
+    def of(cls, options: Options, clock: Clock, *, at_least: int = 0) -> Limits:
+        """Return the limits ``options`` set (with at least ``at_least`` retries)."""
+        policy = policy_of(options, at_least=at_least)
+        return cls(policy, clock, options.max_total_backoff_duration, options.max_rate_limit_duration)
 
 
 def retrying(
@@ -546,8 +570,8 @@ class Authorization(Protocol):
         """Return the header value to send, getting a token before ``deadline`` (on the transport's clock)."""
         ...
 
-    def rejected(self) -> None:
-        """Forget the last header (the tracking API refused it), so the next one is fetched anew."""
+    def rejected(self, header: str) -> None:
+        """Forget ``header`` (the tracking API refused it) if it is still the current one."""
         ...
 
     def close(self) -> None:
@@ -592,10 +616,6 @@ class Transport:
     def __repr__(self) -> str:
         return f"<Transport {self.url}>"
 
-    @property
-    def _proxies(self) -> dict[str, str]:
-        return self._endpoint.proxies
-
     def close(self) -> None:
         """Close pooled connections; a later post() opens new ones."""
         self._endpoint.close()
@@ -636,55 +656,58 @@ class Transport:
     def post(self, render: Callable[[], bytes]) -> Delivered:
         """POST ``render()`` until it is accepted, retries run out or the budget ends.
 
-        ``render`` is called once per attempt.  Raises :class:`NetworkError` when no
-        answer came (retryable) and :class:`TransportError` when none will come (TLS,
+        ``render`` is called once per attempt, just before the request goes out (after
+        any token request), so ``sentAt`` is fresh.  Raises :class:`NetworkError` when
+        no answer came (retryable) and :class:`TransportError` when none will come (TLS,
         URL); :class:`RateLimitError` for 429, :class:`ServerError` for a retryable
         status and :class:`APIError` for any other non-2xx answer.  With OAuth, a
-        rejected token is dropped and the request sent once more at once with a new one.
+        rejected token is dropped and the request sent once more at once with a new one;
+        the token requests count against the same budget.
 
         The body and the headers (they hold the write key or a token) live only in the
         frame of one attempt, never in the frames a raised error's traceback shows.
         """
         deadline = self._clock.monotonic() + self._total_timeout
         return retrying(
-            lambda number, remaining: self._attempt(render(), number, remaining), self.url, deadline, self._limits
+            lambda number, _remaining: self._attempt(render, number, deadline), self.url, deadline, self._limits
         )
 
-    def _attempt(self, body: bytes, number: int, remaining: float) -> Delivered | Failure:
-        """Make attempt ``number`` (0 is the first) within ``remaining`` seconds."""
+    def _attempt(self, render: Callable[[], bytes], number: int, deadline: float) -> Delivered | Failure:
+        """Make attempt ``number`` (0 is the first), ending by ``deadline`` (on the transport's clock)."""
         attempts = number + 1
+        headers = self._headers_for(number, deadline)
+        if isinstance(headers, Failure):
+            return headers
+        remaining = deadline - self._clock.monotonic()  # what the token request left
         if remaining <= 0:
             error = NetworkError(f"POST {self.url}: total_timeout ran out before attempt {attempts}", attempts=attempts)
             return Failure(error)
-        headers = self._headers_for(number, remaining)
-        if isinstance(headers, Failure):
-            return headers
-        body = self.encode(body)
+        body = self.encode(render())
         ends = time.monotonic() + remaining
         try:
             answer = self._endpoint.exchange(body, headers, remaining)
-        except (HTTPError, HTTPException, OSError, ValueError) as exc:
+        except NETWORK_FAILURES as exc:
             return failure_of(exc, self.url, attempts, ran_out=time.monotonic() >= ends - _SLACK)
         if 200 <= answer.status < 300:  # noqa: PLR2004 - the success range
             log.debug("POST %s: %d on attempt %d", self.url, answer.status, attempts)
             return Delivered(answer.status, attempts, len(body))
-        return self._judge(answer, attempts)
+        return self._judge(answer, attempts, headers)
 
-    def _headers_for(self, number: int, remaining: float) -> dict[str, str] | Failure:
+    def _headers_for(self, number: int, deadline: float) -> dict[str, str] | Failure:
         headers = self.headers(number)
         authorization = self._authorization
         if authorization is None:
             return headers
         try:
-            return {**headers, "Authorization": authorization.header(self._clock.monotonic() + remaining)}
+            return {**headers, "Authorization": authorization.header(deadline)}
         except DeliveryError as exc:  # the token endpoint's own retries are spent
             exc.__traceback__ = None  # its frames held the assertion
             return Failure(exc)
 
-    def _judge(self, answer: Answer, attempts: int) -> Failure:
+    def _judge(self, answer: Answer, attempts: int, headers: Mapping[str, str]) -> Failure:
         error = _api_error(answer.response, answer.text, attempts)
         if self._authorization is not None and answer.status in REJECTED_TOKEN_STATUSES:
-            self._authorization.rejected()
+            self._authorization.rejected(headers["Authorization"])
             return Failure(error, again_now=True)
         has_retry_after = "Retry-After" in answer.response.headers
         if not self._limits.policy.is_retry("POST", answer.status, has_retry_after=has_retry_after):
@@ -708,11 +731,6 @@ def _tls_options(verify: bool | str) -> dict[str, Any]:  # noqa: FBT001 - reques
     return {"ssl_context": context, "cert_reqs": "CERT_NONE" if verify is False else "CERT_REQUIRED"}
 
 
-def _redacted(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else url
-
-
 # -- answers and failures -------------------------------------------------------------------
 
 
@@ -733,13 +751,13 @@ def failure_of(exc: BaseException, url: str, attempts: int, *, ran_out: bool) ->
     A TLS handshake cut short by the peer (EOF, reset) is a network failure.  The
     exception's traceback is dropped: its frames hold the request's headers and body.
     """
-    reason = _describe(exc)
+    reason = describe(exc, 300)
     if ran_out:
         reason = f"total_timeout ran out before the answer was complete ({reason})"
     retryable = _is_retryable(exc)
     kind = NetworkError if retryable else TransportError
     error = kind(f"POST {url} failed: {reason}", attempts=attempts)
-    error.__cause__ = _without_traceback(exc)
+    error.__cause__ = without_traceback(exc)
     return Failure(error, cause=exc if retryable and isinstance(exc, Exception) else None)
 
 
@@ -765,16 +783,10 @@ def _innermost(exc: BaseException) -> BaseException:
         exc = inner
 
 
-def _describe(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - describing an error must not raise another
-        text = ""
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _without_traceback(exc: BaseException) -> BaseException:
+def without_traceback(exc: BaseException | None) -> BaseException | None:
     """Drop the tracebacks of ``exc`` and its chain: their frames hold the request's headers and body."""
+    if exc is None:
+        return None
     seen: set[int] = set()
     stack = [exc]
     while stack:
@@ -838,6 +850,8 @@ def _api_error(response: BaseHTTPResponse, text: bytes, attempts: int) -> APIErr
     if isinstance(payload, dict):
         code = str(payload.get("code") or code)
         message = str(payload.get("message") or message)
+    if len(message) > MAX_ERROR_TEXT:  # it is in str(error) and in every warning line
+        message = message[:MAX_ERROR_TEXT] + "..."
     if 300 <= status < 400:  # noqa: PLR2004 - redirects are not followed for a POST
         code = "redirect"
         location = response.headers.get("Location", "?")

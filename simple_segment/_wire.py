@@ -85,7 +85,7 @@ def format_datetime(value: dt.datetime) -> str:
             value = value.replace(tzinfo=_UTC)
         return value.isoformat(timespec="milliseconds")
     except Exception as exc:
-        raise _InvalidValueError(f"datetime cannot be formatted: its tzinfo raised {_describe(exc)}") from exc
+        raise _InvalidValueError(f"datetime cannot be formatted: its tzinfo raised {describe(exc)}") from exc
 
 
 def safe_repr(value: object, limit: int = 60) -> str:
@@ -97,12 +97,13 @@ def safe_repr(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException, limit: int = 80) -> str:
+    """Return ``Type: text`` of an exception for an error message, shortened, even when ``str()`` fails."""
     try:
         text = str(exc)
     except Exception:  # noqa: BLE001 - an exception of the caller's may not even print
         text = "?"
-    return f"{type(exc).__name__}: {text[:80]}"
+    return f"{type(exc).__name__}: {text[:limit]}" if text else type(exc).__name__
 
 
 class _InvalidValueError(Exception):
@@ -162,7 +163,7 @@ def _convert(value: Any, depth: int) -> Any:  # noqa: ANN401 - any caller value
     except RecursionError:
         raise
     except Exception as exc:
-        raise _InvalidValueError(f"{type(value).__name__} could not be converted: {_describe(exc)}") from exc
+        raise _InvalidValueError(f"{type(value).__name__} could not be converted: {describe(exc)}") from exc
 
 
 def _convert_other(value: Any, depth: int) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 - one branch per row of the table
@@ -175,7 +176,7 @@ def _convert_other(value: Any, depth: int) -> Any:  # noqa: ANN401, C901, PLR091
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        return _caller_str(value)
+        return plain_str(value)
     if isinstance(value, dt.datetime):
         return format_datetime(value)
     if isinstance(value, (dt.date, dt.time)):
@@ -200,9 +201,14 @@ def _convert_other(value: Any, depth: int) -> Any:  # noqa: ANN401, C901, PLR091
 
 def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - any dict key
     # Keys become strings the way json.dumps writes them, so the wire matches the
-    # official library's: 1 -> "1", 1.5 -> "1.5", True -> "true".
+    # official library's: 1 -> "1", 1.5 -> "1.5", True -> "true"; an Enum is its value.
+    if isinstance(key, Enum):
+        try:
+            key = key.value
+        except Exception as exc:
+            raise _InvalidValueError(f"Enum key has no usable value: {describe(exc)}") from exc
     if isinstance(key, str):
-        return _caller_str(key)
+        return plain_str(key)
     if not isinstance(key, (bool, int, float)) or isinstance(key, Enum):
         raise _InvalidValueError(f"dict keys must be str, int, float or bool, not {type(key).__name__}")
     if isinstance(key, float) and not math.isfinite(key):
@@ -211,18 +217,27 @@ def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - an
         text = _encode(key)
         collides = text in mapping
     except Exception as exc:
-        raise _InvalidValueError(f"dict key could not be made a string: {_describe(exc)}") from exc
+        raise _InvalidValueError(f"dict key could not be made a string: {describe(exc)}") from exc
     if collides:
         raise _InvalidValueError(f"key {safe_repr(key)} collides with key {text!r} once made a string")
     return text
 
 
-def _caller_str(value: str) -> str:
-    # A str subclass is sent as the plain str it is; its own __str__ may fail.
-    try:
-        return str(value)
-    except Exception as exc:
-        raise _InvalidValueError(f"str subclass could not be converted: {_describe(exc)}") from exc
+def json_copy(value: Any) -> Any:  # noqa: ANN401 - a JSON value
+    """Return a copy of a JSON value (dicts and lists copied at every level), for values already converted."""
+    if type(value) is dict:
+        return {key: json_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [json_copy(item) for item in value]
+    return value
+
+
+def plain_str(value: str) -> str:
+    """Return the text of a ``str`` (subclass) as a plain ``str``, as ``json.dumps`` sends it.
+
+    Its own ``__str__`` is not called: it may say something else, or fail.
+    """
+    return value if type(value) is str else str.__str__(value)
 
 
 # -- encoding -----------------------------------------------------------------------
@@ -261,7 +276,7 @@ def _encoding_problem(value: object, _depth: int = 0) -> _InvalidValueError | No
         elif isinstance(value, str):
             problem = _InvalidValueError("text is not valid Unicode (lone surrogate)")
         else:
-            problem = _InvalidValueError(_describe(exc))
+            problem = _InvalidValueError(describe(exc))
         problem.__cause__ = exc
         return problem
     return None
@@ -320,7 +335,7 @@ def locate(value: object, path: str, problem: Problem, key_problem: KeyProblem) 
         try:
             step = _first_bad_child(node, node_path, depth + 1, problem, key_problem)
         except Exception as exc:  # noqa: BLE001 - walking a caller's object may fail like converting it
-            found = _InvalidValueError(f"{type(node).__name__} could not be read: {_describe(exc)}")
+            found = _InvalidValueError(f"{type(node).__name__} could not be read: {describe(exc)}")
             found.__cause__ = exc
             return node_path, found
         if step is None:

@@ -10,9 +10,10 @@ from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
 from ._options import BeforeSend, OnError, Options, Timeout
-from ._transport import SystemClock, Transport
+from ._transport import SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
+from .errors import ConfigurationError
 
 __all__ = ["Client"]
 
@@ -104,42 +105,53 @@ class Client(Calls):
         before_send: BeforeSend | None = _D.before_send,
         stub: bool = False,
     ) -> None:
-        options = Options(
-            write_key=write_key,
-            host=host,
-            debug=debug,
-            max_queue_size=max_queue_size,
-            send=bool(send) and not stub,
-            on_error=on_error,
-            gzip=gzip,
-            max_retries=max_retries,
-            sync_mode=sync_mode,
-            timeout=timeout,
-            proxies=proxies,
-            thread=thread,
-            upload_size=upload_size,
-            upload_interval=upload_interval,
-            log_handler=log_handler,
-            oauth_client_id=oauth_client_id,
-            oauth_client_key=oauth_client_key,
-            oauth_key_id=oauth_key_id,
-            oauth_auth_server=oauth_auth_server,
-            oauth_scope=oauth_scope,
-            max_total_backoff_duration=max_total_backoff_duration,
-            max_rate_limit_duration=max_rate_limit_duration,
-            total_timeout=total_timeout,
-            backoff_factor=backoff_factor,
-            verify=verify,
-            before_send=before_send,
-        )
+        try:
+            options = Options(
+                write_key=write_key,
+                host=host,
+                debug=debug,
+                max_queue_size=max_queue_size,
+                send=bool(send) and not stub,
+                on_error=on_error,
+                gzip=gzip,
+                max_retries=max_retries,
+                sync_mode=sync_mode,
+                timeout=timeout,
+                proxies=proxies,
+                thread=thread,
+                upload_size=upload_size,
+                upload_interval=upload_interval,
+                log_handler=log_handler,
+                oauth_client_id=oauth_client_id,
+                oauth_client_key=oauth_client_key,
+                oauth_key_id=oauth_key_id,
+                oauth_auth_server=oauth_auth_server,
+                oauth_scope=oauth_scope,
+                max_total_backoff_duration=max_total_backoff_duration,
+                max_rate_limit_duration=max_rate_limit_duration,
+                total_timeout=total_timeout,
+                backoff_factor=backoff_factor,
+                verify=verify,
+                before_send=before_send,
+            )
+            clock = SystemClock()
+            tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT) if options.oauth else None
+            # Made now, so proxy and CA variables are read when the client is (documented).
+            transport = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens)
+        except ConfigurationError as exc:
+            error: ConfigurationError | None = exc
+        else:
+            error = None
+        if error is not None:
+            # Error reporters record every frame's locals: the frames below this one (and this
+            # one's secrets) must not reach them with the write key or the private key.
+            del write_key, oauth_client_key, proxies
+            raise error.with_traceback(None) from without_traceback(error.__cause__)
         self._options = options
-        clock = SystemClock()
-        tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT) if options.oauth else None
-        # Made now, so proxy and CA variables are read when the client is (documented).
-        self._transport = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens)
+        self._transport = transport
         self._delivery = Delivery(
             envelope=Envelope(options.write_key or ""),
-            transport=self._transport,
+            transport=transport,
             send=options.send,
             on_error=options.on_error,
             before_send=options.before_send,
@@ -236,7 +248,10 @@ class Client(Calls):
         return self._options.max_queue_size
 
     def __repr__(self) -> str:
-        return f"<simple_segment.Client host={self.host!r} send={self.send}>"
+        options = getattr(self, "_options", None)  # safe on a client whose construction failed
+        if options is None:
+            return "<simple_segment.Client (not configured)>"
+        return f"<simple_segment.Client host={options.host!r} send={options.send}>"
 
     # -- sending --------------------------------------------------------------------
 

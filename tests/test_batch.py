@@ -239,7 +239,7 @@ def test_send_false_batch_sends_nothing(fake_segment: FakeSegment) -> None:
     assert batch.messages_sent == 0
 
 
-def test_memory_stays_flat(fake_segment: FakeSegment) -> None:
+def test_memory_stays_flat() -> None:
     """10,000 events of ~1.2 KB through one block (25 requests): traced memory does not grow with them.
 
     Keeping the 8,000 events sent after the first measurement would hold about 10 MB.
@@ -277,3 +277,24 @@ def test_block_error_after_failed_request_is_logged(fake_segment: FakeSegment, c
             batch.track("u", "B")
             raise KeyError("in block")
     assert "2 messages not delivered" in caplog.text
+
+
+def test_batch_defaults_are_validated_and_copied_per_message() -> None:
+    """batch(context=...) must be a dict (ValidationError at once); each message gets its own copy of it."""
+    from simple_segment import ValidationError
+    from simple_segment.testing import capture
+
+    client = Client("k", send=False)
+    for bad in ([1], "x", 5):
+        with pytest.raises(ValidationError) as info:
+            client.batch(context=bad)  # type: ignore[arg-type]
+        assert info.value.field == "context"
+
+    def hook(msg):
+        msg["context"]["app"].setdefault("seen", []).append(msg["properties"]["n"])
+        return msg
+
+    with Client("k", before_send=hook) as hooked, capture() as sent, hooked.batch(context={"app": {"name": "x"}}) as b:
+        for n in range(3):
+            b.track("u", "E", {"n": n})
+    assert [m["context"]["app"]["seen"] for m in sent] == [[0], [1], [2]]

@@ -17,6 +17,7 @@ PACKAGE = pathlib.Path(simple_segment.__file__).parent
 SUPPORTED = {
     "simple_segment": [
         "VERSION", "__version__", "Client", "Batch", "Options", "Message", "Result", "OnError", "BeforeSend",
+        "Id", "Properties", "Timeout",
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
         "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
         "RetryableBatchDeliveryError", "RetryableError",

@@ -285,3 +285,35 @@ def test_secrets_never_show(server: FakeSegment, private_key: str, caplog: pytes
         assert key_line not in text
         assert token not in text
         assert WRITE_KEY not in text
+
+
+def test_the_budget_covers_the_token_request_and_the_batch(server: FakeSegment, private_key: str) -> None:
+    """A slow token request plus a slow batch cannot together stretch the call past total_timeout."""
+    server.respond_with(200, delay=1.5, endpoint="token")
+    server.respond_with(200, delay=2.5)
+    started = time.monotonic()
+    with oauth_client(server, private_key, total_timeout=3, timeout=5, max_retries=0) as client:
+        with pytest.raises(DeliveryError) as info:
+            client.track("u", "E")
+    assert time.monotonic() - started < 4.5
+    assert info.value.retryable
+
+
+def test_sent_at_is_stamped_after_the_token_request(server: FakeSegment, private_key: str) -> None:
+    """sentAt is when the batch went out, not when the call began (a slow token request comes first)."""
+    import datetime as dt
+
+    server.respond_with(200, delay=1.0, endpoint="token")
+    with oauth_client(server, private_key) as client:
+        client.track("u", "E")
+    (batch,) = [r for r in server.requests if r.path == "/v1/batch"]
+    sent_at = dt.datetime.fromisoformat(batch.json["sentAt"]).timestamp()
+    assert abs(batch.received_at - sent_at) < 0.5
+
+
+def test_other_token_endpoint_answers_are_retried(server: FakeSegment, private_key: str) -> None:
+    """Only 400, 401 and 415 are final at the token endpoint; a 403 is tried again (three attempts at least)."""
+    server.respond_with(403, times=2, endpoint="token")
+    with oauth_client(server, private_key, max_retries=0) as client:
+        assert client.track("u", "E")[0] is True
+    assert [r.status for r in token_requests(server)] == [403, 403, 200]

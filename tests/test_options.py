@@ -165,3 +165,91 @@ def test_every_option_is_a_module_setting(fake_segment: FakeSegment) -> None:
     assert simple_segment.default_client.total_timeout == 7
     assert fake_segment.messages[0]["properties"] == {"scrubbed": True}
     assert msg["properties"] == {"scrubbed": True}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"host": "https://exa..mple.com"}, "host"),
+        ({"host": "https://" + "a" * 64 + ".example.com"}, "host"),
+        ({"verify": "/nonexistent/ca.pem"}, "verify"),
+        ({"oauth_auth_server": "ftp://auth"}, "oauth_auth_server"),
+    ],
+)
+def test_more_bad_options_fail_at_construction(options: dict, field: str) -> None:
+    """Host names with empty or over-long labels, a CA bundle that is not there: ConfigurationError at once."""
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY, **options)
+    assert info.value.field == field
+
+
+def test_a_missing_ca_bundle_from_the_environment_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQUESTS_CA_BUNDLE naming a missing file is a ConfigurationError, not a NetworkError retried for ever."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/bundle.pem")
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY)
+    assert info.value.field == "verify"
+
+
+def test_secrets_are_not_in_the_locals_of_a_construction_error() -> None:
+    """A ConfigurationError from Client(...) shows neither the write key nor the private key in any frame's locals."""
+    import traceback
+
+    def construct() -> BaseException:
+        try:
+            Client("wk_CONSTRUCT_SECRET", host="ftp://x", oauth_client_key="PRIVATE_KEY_SECRET")
+        except ConfigurationError as exc:
+            return exc
+        raise AssertionError("expected ConfigurationError")
+
+    error = construct()
+    exception: traceback.TracebackException | None = traceback.TracebackException.from_exception(
+        error, capture_locals=True
+    )
+    shown = []
+    while exception is not None:  # the error and its chain: every frame's locals, as reporters record them
+        shown += [value for frame in exception.stack for value in (frame.locals or {}).values()]
+        exception = exception.__cause__ or exception.__context__
+    assert shown, "no frame locals were captured"
+    assert not [value for value in shown if "CONSTRUCT_SECRET" in value or "PRIVATE_KEY_SECRET" in value]
+
+
+def test_proxy_credentials_are_not_shown() -> None:
+    """A proxy URL's password does not appear in repr(client.options)."""
+    client = Client(WRITE_KEY, proxies={"https": "http://user:pr0xy-pass@proxy.example:3128"})
+    assert "pr0xy-pass" not in repr(client.options)
+    assert "proxy.example:3128" in repr(client.options)
+
+
+def test_equal_settings_of_another_type_keep_the_default_client(fake_segment: FakeSegment) -> None:
+    """timeout = 15 after 15.0 is the same setting: the default client is kept."""
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.host = fake_segment.url
+    simple_segment.track("u", "E")
+    first = simple_segment.default_client
+    simple_segment.timeout = 15
+    simple_segment.track("u", "E")
+    assert simple_segment.default_client is first
+
+
+def test_threads_build_one_default_client(fake_segment: FakeSegment) -> None:
+    """Eight threads making their first module-level call at once share one default client."""
+    import threading
+
+    simple_segment.write_key = WRITE_KEY
+    simple_segment.host = fake_segment.url
+    seen: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def first_call() -> None:
+        barrier.wait(10)
+        simple_segment.track("u", "E")
+        seen.append(simple_segment.default_client)
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(seen) == 8
+    assert len({id(client) for client in seen}) == 1

@@ -206,3 +206,20 @@ def test_module_level_validation_matches_client() -> None:
     simple_segment.send = False
     with pytest.raises(ValidationError):
         simple_segment.track("u")
+
+
+def test_enums_are_their_values_everywhere(builder: Client) -> None:
+    """A str or int Enum is sent as its value: as an id, an event name, a property and a dict key."""
+    import enum
+
+    class Event(str, enum.Enum):
+        SIGNED_UP = "Signed Up"
+
+    class Plan(enum.IntEnum):
+        PRO = 2
+
+    _, msg = builder.track(Event.SIGNED_UP, Event.SIGNED_UP, {Event.SIGNED_UP: Plan.PRO, Plan.PRO: Event.SIGNED_UP})
+    assert msg["userId"] == msg["event"] == "Signed Up"
+    assert msg["properties"] == {"Signed Up": 2, "2": "Signed Up"}
+    _, page = builder.page("u", Event.SIGNED_UP, Event.SIGNED_UP, anonymous_id=Plan.PRO)
+    assert (page["category"], page["name"], page["anonymousId"]) == ("Signed Up", "Signed Up", "2")
