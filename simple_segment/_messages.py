@@ -96,10 +96,6 @@ def mapping(value: object, field: str) -> dict[str, Any]:
 
     Raises :class:`ValidationError` naming ``field`` when it is not a dict or holds a bad value.
     """
-    return _mapping(value, field)
-
-
-def _mapping(value: object, field: str) -> dict[str, Any]:
     if value is None:
         return {}
     if type(value) is not dict and not isinstance(value, Mapping):  # (the ABC check only for the rare non-dict)
@@ -157,13 +153,13 @@ def _common(  # noqa: PLR0913 - the fields every call shares
     # The caller's context keys win, "library" included; their dict is copied, never modified.
     ctx = {"library": {"name": LIBRARY_NAME, "version": VERSION}}
     if context is not None:
-        ctx.update(_mapping(context, "context"))
+        ctx.update(mapping(context, "context"))
     msg = Message(
         type=kind,
         messageId=_message_id(message_id),
         timestamp=stamp,
         context=ctx,
-        integrations=_mapping(integrations, "integrations"),
+        integrations=mapping(integrations, "integrations"),
     )
     if user is not None:
         msg["userId"] = user
@@ -186,7 +182,7 @@ def identify(  # noqa: PLR0913 - the official signature
 ) -> Message:
     """Record who a user is and what is known about them (``traits``)."""
     msg = _common("identify", user_id, anonymous_id, context, timestamp, integrations, message_id)
-    msg["traits"] = _mapping(traits, "traits")
+    msg["traits"] = mapping(traits, "traits")
     return msg
 
 
@@ -206,7 +202,7 @@ def track(  # noqa: PLR0913 - the official signature
         raise ValidationError("event", "is required (a non-empty str)")
     msg = _common("track", user_id, anonymous_id, context, timestamp, integrations, message_id)
     msg["event"] = name
-    msg["properties"] = _mapping(properties, "properties")
+    msg["properties"] = mapping(properties, "properties")
     return msg
 
 
@@ -240,7 +236,7 @@ def group(  # noqa: PLR0913 - the official signature
     gid = _required_id(group_id, "group_id")
     msg = _common("group", user_id, anonymous_id, context, timestamp, integrations, message_id)
     msg["groupId"] = gid
-    msg["traits"] = _mapping(traits, "traits")
+    msg["traits"] = mapping(traits, "traits")
     return msg
 
 
@@ -259,7 +255,7 @@ def page(  # noqa: PLR0913 - the official signature
     title = _optional_str(name, "name")
     section = _optional_str(category, "category")
     msg = _common("page", user_id, anonymous_id, context, timestamp, integrations, message_id)
-    msg["properties"] = _mapping(properties, "properties")
+    msg["properties"] = mapping(properties, "properties")
     if title is not None:
         msg["name"] = title
     if section is not None:

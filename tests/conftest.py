@@ -91,3 +91,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"{differences} expected differences (xfail), "
         f"{counts.get('failed', 0) + counts.get('error', 0) + counts.get('xpassed', 0)} failed",
     )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSegment]:
+    """A FakeSegment for the fake server's own tests; it must end the test with no handler errors."""
+    with FakeSegment() as server:
+        yield server
+        assert server.errors == []
+
+
+def track(i: int = 0, **fields: Any) -> dict[str, Any]:
+    """A valid track message in wire shape, messageId ``m{i}``, for posting to the fake server."""
+    return {"type": "track", "userId": "u1", "event": "Clicked", "messageId": f"m{i}", **fields}

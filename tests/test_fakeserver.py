@@ -13,33 +13,18 @@ import json
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
+from conftest import track
 
 from simple_segment.testing import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
 from simple_segment.testing._rules import MAX_MESSAGE_BYTES
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 KEY = "fake-key"
 AUTH = (KEY, "")
 JOIN = 10.0  # generous bound on every thread join: a hang fails instead of blocking the run
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSegment]:
-    with FakeSegment() as server:
-        yield server
-        assert server.errors == []
-
-
-def track(i: int = 0, **fields: Any) -> dict[str, Any]:
-    msg: dict[str, Any] = {"type": "track", "userId": "u1", "event": "Clicked", "messageId": f"m{i}"}
-    msg.update(fields)
-    return msg
 
 
 def post(

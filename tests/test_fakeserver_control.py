@@ -8,29 +8,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
+from conftest import track
 
 from simple_segment.testing import FakeSegment
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 AUTH = ("fake-key", "")
 JOIN = 10.0
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSegment]:
-    with FakeSegment() as server:
-        yield server
-        assert server.errors == []
-
-
-def track(i: int = 0, **fields: Any) -> dict[str, Any]:
-    return {"type": "track", "userId": "u1", "event": "Clicked", "messageId": f"m{i}", **fields}
 
 
 def send(server: FakeSegment, *messages: dict[str, Any], timeout: float = 5.0) -> requests.Response:
