@@ -26,6 +26,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn
 
+from ._backfill import CALL_ARGS as _CALL_ARGS
+from ._backfill import CALLS as _CALLS
+from ._backfill import BadRecordError as _BadLineError
+from ._backfill import decode_line as _line_record
+from ._backfill import parse_timestamp
+from ._backfill import read_lines as _read_lines
+from ._backfill import record_call as _line_call
 from ._options import OnError, Options
 from ._version import VERSION
 from ._wire import encode_message
@@ -45,41 +52,6 @@ EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
 
 PROG = "simple-segment"
 
-_CALLS = ("identify", "track", "page", "screen", "group", "alias")
-# camelCase wire name -> the call's argument name, for `import`.
-_WIRE_ARGS = {
-    "userId": "user_id",
-    "anonymousId": "anonymous_id",
-    "event": "event",
-    "properties": "properties",
-    "traits": "traits",
-    "context": "context",
-    "integrations": "integrations",
-    "timestamp": "timestamp",
-    "messageId": "message_id",
-    "previousId": "previous_id",
-    "groupId": "group_id",
-    "name": "name",
-    "category": "category",
-}
-# Fields Segment adds on its side (or on the way): an exported message may carry them;
-# they are not arguments of a call and are left out.
-_IGNORED_FIELDS = frozenset({"writeKey", "sentAt", "receivedAt", "version"})
-_CALL_ARGS = {
-    "identify": ("user_id", "anonymous_id", "traits", "context", "integrations", "timestamp", "message_id"),
-    "track": (
-        "user_id", "anonymous_id", "event", "properties", "context", "integrations", "timestamp", "message_id",
-    ),
-    "alias": ("previous_id", "user_id", "context", "integrations", "timestamp", "message_id"),
-    "group": (
-        "user_id", "anonymous_id", "group_id", "traits", "context", "integrations", "timestamp", "message_id",
-    ),
-    "page": (
-        "user_id", "anonymous_id", "name", "category", "properties", "context", "integrations", "timestamp",
-        "message_id",
-    ),
-}
-_CALL_ARGS["screen"] = _CALL_ARGS["page"]
 _JSON_ARGS = frozenset({"properties", "traits", "context", "integrations"})
 _FIELD_HELP = {
     "user_id": "the user's id in your database",
@@ -97,19 +69,12 @@ _FIELD_HELP = {
     "message_id": "a unique id; Segment de-duplicates on it (default a new uuid4)",
 }
 
-_MAX_LINE_BYTES = 1 << 20
-"""Longest import line read (1 MiB): a message is at most 32 KB once serialized, so a
-longer line cannot be valid, and reading it whole would let one line fill memory."""
 _SERVE_KEEP = 1_000
 """How many messages and requests ``serve`` keeps: it prints them and forgets."""
 
 
 class UsageError(Exception):
     """Bad command-line input: printed as one line, exit status 2."""
-
-
-class _BadLineError(Exception):
-    """An import line that cannot become a call; its text is the reason."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,14 +97,6 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object ({{...}}), not {type(value).__name__}")
     return value
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """Parse ISO-8601 (a trailing ``Z`` means UTC); raise ValueError saying why not."""
-    try:
-        return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp: {text!r}") from None
 
 
 def _timestamp(text: str) -> dt.datetime:
@@ -342,82 +299,6 @@ def _input_size(handle: BinaryIO) -> int | None:
         return max(info.st_size - handle.tell(), 0)
     except (OSError, ValueError):
         return None
-
-
-def _read_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes | None, int]]:
-    """Yield ``(line number, line, bytes read)``, one line at a time.
-
-    A line longer than :data:`_MAX_LINE_BYTES` is skipped without being held in
-    memory and yielded as None.
-    """
-    number = 0
-    while True:
-        line = handle.readline(_MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        number += 1
-        size = len(line)
-        if size > _MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while True:
-                rest = handle.readline(_MAX_LINE_BYTES)
-                size += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None, size
-            continue
-        yield number, line, size
-
-
-def _line_record(line: bytes | None, number: int) -> dict[str, Any] | None:
-    """Decode one line to a JSON object; None for a blank line.
-
-    Raises :class:`_BadLineError` saying why the line is not one.
-    """
-    if line is None:
-        raise _BadLineError(f"longer than {_MAX_LINE_BYTES:,} bytes; a message is at most 32 KB")
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _BadLineError(f"not valid UTF-8 (byte {exc.start + 1})") from None
-    if number == 1:
-        text = text.removeprefix("\ufeff")
-    if not text.strip():
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError as exc:
-        raise _BadLineError(f"not valid JSON ({exc})") from None
-    except RecursionError:
-        raise _BadLineError("nested too deep to read") from None
-    if not isinstance(record, dict):
-        raise _BadLineError(f"not a JSON object but {type(record).__name__}")
-    return record
-
-
-def _line_call(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Map one message in wire names to ``(call, keyword arguments)``.
-
-    Raises :class:`_BadLineError` saying why it cannot be a call.
-    """
-    call = record.get("type")
-    if not isinstance(call, str) or call not in _CALL_ARGS:
-        raise _BadLineError(f"type {call!r} is not one of {', '.join(_CALLS)}")
-    allowed = _CALL_ARGS[call]
-    kwargs: dict[str, Any] = {}
-    for key, value in record.items():
-        if key == "type" or key in _IGNORED_FIELDS:
-            continue
-        name = _WIRE_ARGS.get(key)
-        if name is None or name not in allowed:
-            raise _BadLineError(f"field {key!r} does not belong in a {call} message")
-        kwargs[name] = value
-    timestamp = kwargs.get("timestamp")
-    if isinstance(timestamp, str):
-        try:
-            kwargs["timestamp"] = parse_timestamp(timestamp)
-        except ValueError as exc:
-            raise _BadLineError(f"timestamp: {exc}") from None
-    return call, kwargs
 
 
 class _Progress:
