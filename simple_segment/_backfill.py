@@ -69,6 +69,11 @@ CALL_ARGS["screen"] = CALL_ARGS["page"]
 _NESTED_FIELDS = ("properties", "traits", "context", "integrations")
 _ABSENT_TYPES = frozenset({"NaTType", "NAType"})  # pandas' missing values, named so pandas is not imported
 
+_REPR_HINT = (
+    " (a Python dict's repr? Dask turns object columns into strings unless"
+    " dask.config.set({'dataframe.convert-string': False}) is set when the frame is made)"
+)
+
 MAX_LINE_BYTES = 1 << 20
 """Longest line read (1 MiB): a message is at most 32 KB once serialized, so a
 longer line cannot be valid, and reading it whole would let one line fill memory."""
@@ -210,7 +215,8 @@ def clean_row(row: object) -> dict[str, Any]:
             try:
                 decoded = json.loads(value)
             except (ValueError, RecursionError):
-                raise BadRecordError(f"{key}: not valid JSON") from None
+                hint = _REPR_HINT if value.startswith("{'") else ""
+                raise BadRecordError(f"{key}: not valid JSON{hint}") from None
             if not isinstance(decoded, dict):
                 raise BadRecordError(f"{key}: not a JSON object but {type(decoded).__name__}")
             value = decoded  # noqa: PLW2901 - the decoded form replaces the text
