@@ -33,6 +33,7 @@ from ._backfill import decode_line as _line_record
 from ._backfill import parse_timestamp
 from ._backfill import read_lines as _read_lines
 from ._backfill import record_call as _line_call
+from ._import_jobs import run_import_jobs
 from ._options import OnError, Options
 from ._version import VERSION
 from ._wire import encode_message
@@ -192,6 +193,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "2 bad lines.",
     )
     imp.add_argument("file", help="a file of JSON lines, or - for standard input")
+    # Any of these four runs the resumable, parallel import (simple_segment/_import_jobs.py).
+    imp.add_argument(
+        "--jobs", type=int, metavar="N",
+        help="worker processes, each reading its own part of the file (0: one per core); lines get stable "
+        "messageIds, so running the import again sends no duplicates",
+    )
+    imp.add_argument("--seed", help="the seed of the stable messageIds (default: from the file's path, size, time)")
+    imp.add_argument("--resume", action="store_true", help="send only what the last run did not deliver")
+    imp.add_argument("--state", metavar="PATH", help="the run's state file (default: FILE.import-state.json)")
 
     serve = commands.add_parser(
         "serve", parents=[debug], help="run a local Segment-compatible server and print what it receives",
@@ -356,6 +366,8 @@ class _Progress:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    if args.jobs is not None or args.seed is not None or args.resume or args.state is not None:
+        return run_import_jobs(args, _client, _Progress)
     source = _open_input(args.file)
     try:
         return _import(args, source)

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
-from dask.delayed import Delayed
+from dask.delayed import Delayed, delayed
 
 from simple_segment.backfill import BackfillSummary, PartitionSummary, send_partition
 
@@ -92,10 +91,10 @@ def send(
     options = {"write_key": write_key, "host": host, "seed": seed, **client_options}
     parts: list[Delayed] = list(to_delayed())
     tasks = [
-        dask.delayed(_send, pure=False)(part, index, options)
+        delayed(_send, pure=False)(part, index, options)
         for index, part in enumerate(parts)
     ]
-    total = dask.delayed(_combine, pure=False)(tasks)
+    total = delayed(_combine, pure=False)(tasks)
     result = total.compute()
     if not isinstance(result, BackfillSummary):  # pragma: no cover - the graph above returns one
         raise TypeError(f"unexpected result {result!r}")
