@@ -33,11 +33,12 @@ Since: 0.2.0
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from ._backfill import BadRecordError, clean_row, record_call
-from ._ids import stable_ids
+from ._ids import STABLE_IDS_NAMESPACE, stable_ids
 from .client import Client
 from .errors import ValidationError
 
@@ -137,9 +138,11 @@ def send_partition(
     ``rows`` are Segment wire-format messages (``type``, ``userId``/``anonymousId``,
     ``event``, ``properties``, ``traits``, ``timestamp``, ...), each a mapping or a
     PySpark ``Row``: absent values (None, NaN, NaT) are left out, nested fields may be
-    dicts or JSON strings, and ``timestamp`` an ISO-8601 string or a datetime.  A row
-    without ``messageId`` gets the n-th id of ``stable_ids(f"{seed}:{partition}")``, so
-    the same rows in the same order get the same ids on every run.
+    dicts or JSON strings, and ``timestamp`` an ISO-8601 string or a datetime.  The row
+    at position n (from 0) without a ``messageId`` of its own gets the n-th id of
+    ``stable_ids(f"{seed}:{partition}")``, ``uuid5(STABLE_IDS_NAMESPACE,
+    f"{seed}:{partition}:{n}")``, so the same rows in the same order get the same ids
+    on every run (and a bad row fixed in between shifts no other row's id).
 
     One :class:`~simple_segment.Client` is made from ``write_key``, ``host`` and
     ``client_options`` (``gzip``, ``timeout``, ``max_retries``...; an ``on_error``
@@ -160,12 +163,17 @@ def send_partition(
             their_on_error(exc, messages)
 
     count = 0
+    scope = f"{seed}:{partition}"
     with Client(write_key, host=host, on_error=on_error, **client_options) as client, stable_ids(
-        f"{seed}:{partition}"
+        scope
     ), client.batch() as batch:
         for count, row in enumerate(rows, 1):
             try:
                 call, kwargs = record_call(clean_row(row))
+                if "message_id" not in kwargs:
+                    # The id of the row's position, not of its rank among valid rows: a bad row fixed
+                    # before a re-run must not shift the ids of the rows after it.
+                    kwargs["message_id"] = str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"{scope}:{count - 1}"))
                 getattr(batch, call)(**kwargs)
             except (BadRecordError, ValidationError) as exc:  # noqa: PERF203 - a bad row is reported, the rest go
                 invalid.append(InvalidRow(partition, count - 1, str(exc)))
