@@ -12,10 +12,13 @@ beyond the file handle given, no HTTP, no client.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
+
+from ._ids import STABLE_IDS_NAMESPACE
 
 __all__ = [
     "CALLS",
@@ -27,6 +30,7 @@ __all__ = [
     "clean_row",
     "decode_line",
     "parse_timestamp",
+    "position_id",
     "read_lines",
     "record_call",
 ]
@@ -77,6 +81,22 @@ _REPR_HINT = (
 MAX_LINE_BYTES = 1 << 20
 """Longest line read (1 MiB): a message is at most 32 KB once serialized, so a
 longer line cannot be valid, and reading it whole would let one line fill memory."""
+
+
+_NAMESPACE_HASH = hashlib.sha1(STABLE_IDS_NAMESPACE.bytes, usedforsecurity=False)
+_CLEAR_VERSION = ~((0xF << 76) | (0x3 << 62))
+_VERSION_5 = (0x5 << 76) | (0x2 << 62)  # version 5, RFC 4122 variant
+
+
+def position_id(scope: str, n: int) -> str:
+    """Return ``str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"{scope}:{n}"))``: the n-th id of ``stable_ids(scope)``.
+
+    The same value as :mod:`uuid` computes, at a third of the cost: a backfill makes one per row.
+    """
+    digest = _NAMESPACE_HASH.copy()
+    digest.update(f"{scope}:{n}".encode())
+    text = f"{int.from_bytes(digest.digest()[:16], 'big') & _CLEAR_VERSION | _VERSION_5:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class BadRecordError(Exception):

@@ -28,15 +28,13 @@ import multiprocessing
 import os
 import sys
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from queue import Empty
 from typing import IO, Any, Protocol
 
-from ._backfill import BadRecordError, decode_line, read_lines, record_call
-from ._ids import STABLE_IDS_NAMESPACE
+from ._backfill import BadRecordError, decode_line, position_id, read_lines, record_call
 from .client import Client
 from .errors import ValidationError
 
@@ -62,7 +60,7 @@ MakeClient = Callable[..., Client]
 
 def line_message_id(seed: str, number: int) -> str:
     """Return line ``number``'s messageId: the first id of ``stable_ids(f"{seed}:{number}")``."""
-    return str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"{seed}:{number}:0"))
+    return position_id(f"{seed}:{number}", 0)
 
 
 @dataclasses.dataclass

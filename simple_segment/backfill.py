@@ -33,12 +33,11 @@ Since: 0.2.0
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from ._backfill import BadRecordError, clean_row, record_call
-from ._ids import STABLE_IDS_NAMESPACE, stable_ids
+from ._backfill import BadRecordError, clean_row, position_id, record_call
+from ._ids import stable_ids
 from .client import Client
 from .errors import ValidationError
 
@@ -173,7 +172,7 @@ def send_partition(
                 if "message_id" not in kwargs:
                     # The id of the row's position, not of its rank among valid rows: a bad row fixed
                     # before a re-run must not shift the ids of the rows after it.
-                    kwargs["message_id"] = str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"{scope}:{count - 1}"))
+                    kwargs["message_id"] = position_id(scope, count - 1)
                 getattr(batch, call)(**kwargs)
             except (BadRecordError, ValidationError) as exc:  # noqa: PERF203 - a bad row is reported, the rest go
                 invalid.append(InvalidRow(partition, count - 1, str(exc)))

@@ -178,3 +178,11 @@ def test_jobs_need_a_file(fake_segment: FakeSegment, tmp_path: Path) -> None:
         )
         assert done.returncode == 2, done.stderr
         assert "error:" in done.stderr
+
+
+def test_position_id_is_uuid5_of_the_scope_and_position() -> None:
+    """The fast id is exactly what uuid.uuid5 (and so stable_ids) gives."""
+    from simple_segment._backfill import position_id
+
+    for scope, n in [("a", 0), ("file-0123:12", 5), ("é ü", 99), ("x" * 300, 10**12)]:
+        assert position_id(scope, n) == str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"{scope}:{n}"))
