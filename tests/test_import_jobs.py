@@ -186,3 +186,29 @@ def test_position_id_is_uuid5_of_the_scope_and_position() -> None:
 
     for scope, n in [("a", 0), ("file-0123:12", 5), ("é ü", 99), ("x" * 300, 10**12)]:
         assert position_id(scope, n) == str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"{scope}:{n}"))
+
+
+def test_backfill_public_surface() -> None:
+    """The engine-neutral names import from simple_segment.backfill and say so."""
+    from simple_segment import backfill
+
+    assert sorted(backfill.__all__) == ["BackfillSummary", "InvalidRow", "PartitionSummary", "send_partition"]
+    for name in backfill.__all__:
+        assert getattr(backfill, name).__module__ == "simple_segment.backfill"
+        assert "Since: 0.2.0" in (getattr(backfill, name).__doc__ or "")
+
+
+def test_send_partition_reports_instead_of_raising(fake_segment: FakeSegment) -> None:
+    """A refused request's rows are in .failed and a bad row in .invalid; nothing raises; ids follow positions."""
+    from simple_segment.backfill import send_partition
+
+    fake_segment.respond_with(400, times=1)
+    rows = [{"type": "track", "userId": f"p{i}", "event": "E"} for i in range(3)] + [{"type": "track"}]
+    summary = send_partition(rows, write_key=WRITE_KEY, host=fake_segment.url, seed="s", partition=7, max_retries=0)
+    expected = [str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"s:7:{n}")) for n in range(3)]
+    assert (summary.partition, summary.rows, summary.messages) == (7, 4, 0)
+    assert list(summary.failed) == expected
+    assert [str(bad) for bad in summary.invalid] == ["partition 7 row 3: " + summary.invalid[0].reason]
+    again = send_partition(rows[:3], write_key=WRITE_KEY, host=fake_segment.url, seed="s", partition=7)
+    assert again.messages == 3
+    assert [m["messageId"] for m in fake_segment.messages] == expected
