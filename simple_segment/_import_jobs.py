@@ -212,14 +212,12 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one loop, its counters and
                         report(("say", f"line {number}: {exc}"))
                     delivered = len(pending) if dry_run else batch.messages_sent - sent
                     sent += delivered
-                    last = None
                     for _ in range(min(delivered, len(pending))):
-                        last = pending.popleft()
-                    if not frozen:
-                        if not pending:  # everything read so far is done
-                            marks[piece_id] = (offset, number)
-                        elif last is not None:
-                            marks[last[0]] = (last[2], last[1])
+                        done_id, done_line, done_offset = pending.popleft()
+                        if not frozen:
+                            marks[done_id] = (done_offset, done_line)
+                    if not frozen and not pending:  # everything read so far is done
+                        marks[piece_id] = (offset, number)
                     if frozen:
                         status = "failed"
                         break
@@ -450,7 +448,8 @@ def _summarize(  # noqa: PLR0913
     count, requests, sent_bytes = run.delivered(0), run.delivered(1), run.delivered(2)
     jobs = f"{len(run.endings)} jobs" if len(run.endings) != 1 else "1 job"
     if not run.endings:
-        sys.stdout.write(f"nothing left to send: the last run did every line ({skipped} lines)\n")
+        done = f"the last run did every line ({skipped} lines)" if args.resume else "the file has no lines"
+        sys.stdout.write(f"nothing left to send: {done}\n")
         return _EXIT_OK
     if args.dry_run:
         count = lines - bad

@@ -212,3 +212,31 @@ def test_send_partition_reports_instead_of_raising(fake_segment: FakeSegment) ->
     again = send_partition(rows[:3], write_key=WRITE_KEY, host=fake_segment.url, seed="s", partition=7)
     assert again.messages == 3
     assert [m["messageId"] for m in fake_segment.messages] == expected
+
+
+def test_split_cuts_at_line_starts_and_numbers_lines(tmp_path: Path) -> None:
+    """The parts cover the file without gap or overlap, start at line starts and know their first line."""
+    import itertools
+    import random
+
+    from simple_segment._import_jobs import _Piece, _split
+
+    generator = random.Random(7)
+    for case in range(60):
+        lines = [b"x" * generator.randrange(0, 40) for _ in range(generator.randrange(0, 30))]
+        data = b"\n".join(lines) + (b"\n" if generator.random() < 0.5 else b"")
+        path = tmp_path / f"f{case}"
+        path.write_bytes(data)
+        starts = {0} | {i + 1 for i, byte in enumerate(data) if byte == 10}
+        for jobs in (1, 2, 3, 7):
+            with path.open("rb") as handle:
+                shares = _split(handle, [_Piece(0, len(data), 1)], jobs)
+            pieces = [piece for share in shares for piece in share]
+            assert len(shares) <= jobs
+            assert [p.start for p in pieces] == sorted(p.start for p in pieces)
+            assert (pieces[0].start if pieces else 0, pieces[-1].end if pieces else len(data)) == (0, len(data))
+            for before, after in itertools.pairwise(pieces):
+                assert before.end == after.start
+            for piece in pieces:
+                assert piece.start in starts
+                assert piece.first == data[: piece.start].count(b"\n") + 1
