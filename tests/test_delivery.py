@@ -7,23 +7,18 @@ import json
 import logging
 import os
 import pickle
-import socket
 import threading
 import time
 from typing import Any
 
 import pytest
-import urllib3
-from conftest import WRITE_KEY, body_of
+from conftest import WRITE_KEY
 
 from simple_segment import (
     APIError,
     Client,
     DeliveryError,
-    NetworkError,
     RateLimitError,
-    RetryableError,
-    ServerError,
     TransportError,
 )
 from simple_segment.testing import FakeSegment
@@ -32,46 +27,6 @@ from simple_segment.testing import FakeSegment
 def quick_client(server: FakeSegment, **options: Any) -> Client:
     settings: dict[str, Any] = {"timeout": 2, "total_timeout": 8, "backoff_factor": 0.01, **options}
     return Client(WRITE_KEY, host=server.url, **settings)
-
-
-def test_retries_until_delivered_with_same_message_id(fake_segment: FakeSegment) -> None:
-    """500, 500, 200: three attempts, one delivery, one messageId, three sentAt, X-Retry-Count 1 and 2."""
-    fake_segment.respond_with(500, times=2)
-    with quick_client(fake_segment) as client:
-        ok, msg = client.track("u", "E")
-    assert ok is True
-    attempts = fake_segment.requests
-    assert [r.status for r in attempts] == [500, 500, 200]
-    bodies = [body_of(r) for r in attempts]
-    assert {b["batch"][0]["messageId"] for b in bodies} == {msg["messageId"]}
-    assert len({b["sentAt"] for b in bodies}) == 3
-    assert [r.headers.get("x-retry-count") for r in attempts] == [None, "1", "2"]
-    assert fake_segment.messages == [msg]
-
-
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
-def test_retryable_statuses_are_retried(fake_segment: FakeSegment, status: int) -> None:
-    """408, 429 and 5xx other than 501/505 are tried again."""
-    fake_segment.respond_with(status)
-    with quick_client(fake_segment) as client:
-        assert client.track("u", "E")[0] is True
-    assert [r.status for r in fake_segment.requests] == [status, 200]
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422, 501, 505])
-def test_permanent_statuses_are_not_retried(fake_segment: FakeSegment, status: int) -> None:
-    """Other 4xx, 501 and 505 fail after one attempt with an APIError that is not retryable."""
-    fake_segment.respond_with(status, body={"success": False, "message": "nope", "code": "bad"}, times=3)
-    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
-        client.track("u", "E")
-    error = info.value
-    assert len(fake_segment.requests) == 1
-    assert error.status == status
-    assert (error.code, error.message) == ("bad", "nope")
-    assert str(error) == f"[Segment] bad: nope ({status})"
-    assert error.attempts == 1
-    assert not isinstance(error, RetryableError)
-    assert error.retryable is False
 
 
 def test_400_body_message_without_code(fake_segment: FakeSegment) -> None:
@@ -99,49 +54,6 @@ def test_error_body_read_is_bounded(fake_segment: FakeSegment) -> None:
     assert len(str(info.value)) < 600
 
 
-def test_gives_up_after_max_retries(fake_segment: FakeSegment) -> None:
-    """max_retries bounds the attempts; the last status is raised as a retryable ServerError."""
-    fake_segment.respond_with(503, times=10)
-    with quick_client(fake_segment, max_retries=2) as client, pytest.raises(ServerError) as info:
-        client.track("u", "E")
-    assert len(fake_segment.requests) == 3
-    assert info.value.attempts == 3
-    assert info.value.status == 503
-    assert isinstance(info.value, RetryableError)
-    assert fake_segment.messages == []
-
-
-def test_max_retries_zero_means_one_attempt(fake_segment: FakeSegment) -> None:
-    """With max_retries=0 a failure is raised after the first attempt."""
-    fake_segment.respond_with(500, times=2)
-    with quick_client(fake_segment, max_retries=0) as client, pytest.raises(ServerError):
-        client.track("u", "E")
-    assert len(fake_segment.requests) == 1
-
-
-def test_retry_after_beyond_budget_gives_up_at_once(fake_segment: FakeSegment) -> None:
-    """A Retry-After longer than the time budget raises RateLimitError without waiting."""
-    fake_segment.respond_with(429, headers={"Retry-After": "30"}, body={"message": "slow down"}, times=3)
-    started = time.monotonic()
-    with quick_client(fake_segment, total_timeout=3) as client, pytest.raises(RateLimitError) as info:
-        client.track("u", "E")
-    assert time.monotonic() - started < 2.5
-    assert info.value.retry_after == 30
-    assert info.value.status == 429
-    assert isinstance(info.value, RetryableError)
-    assert len(fake_segment.requests) == 1
-
-
-def test_dropped_connection_is_retried(fake_segment: FakeSegment) -> None:
-    """A connection closed without an answer is retried, and the message arrives once."""
-    fake_segment.respond_with(drop=True)
-    with quick_client(fake_segment) as client:
-        ok, msg = client.track("u", "E")
-    assert ok is True
-    assert [r.status for r in fake_segment.requests] == [0, 200]
-    assert fake_segment.messages == [msg]
-
-
 def test_silent_server_ends_within_budget(fake_segment: FakeSegment) -> None:
     """A server that never answers yields a TransportError within the total time budget."""
     fake_segment.respond_with(delay=30, times=20)
@@ -153,30 +65,6 @@ def test_silent_server_ends_within_budget(fake_segment: FakeSegment) -> None:
     assert info.value.attempts >= 2
     assert info.value.__cause__ is not None
     assert info.value.messages[0]["event"] == "E"
-
-
-def test_connection_refused_is_a_transport_error() -> None:
-    """Nothing listening: a retryable NetworkError (a TransportError) chaining urllib3's exception, after retries."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = Client(WRITE_KEY, host=f"http://127.0.0.1:{port}", max_retries=2, backoff_factor=0.01, timeout=1)
-    with pytest.raises(TransportError) as info:
-        client.track("u", "E")
-    assert info.value.attempts == 3
-    assert isinstance(info.value, NetworkError)
-    assert isinstance(info.value.__cause__, urllib3.exceptions.NewConnectionError)
-    assert WRITE_KEY not in str(info.value)
-
-
-def test_redirect_is_not_followed(fake_segment: FakeSegment) -> None:
-    """A 3xx is an APIError, not followed and not retried."""
-    fake_segment.respond_with(307, headers={"Location": "http://127.0.0.1:9/v1/batch"})
-    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
-        client.track("u", "E")
-    assert info.value.status == 307
-    assert info.value.code == "redirect"
-    assert len(fake_segment.requests) == 1
 
 
 def test_on_error_is_called_instead_of_raising(fake_segment: FakeSegment) -> None:

@@ -336,35 +336,6 @@ def test_any_answer_in_a_batch(behaviour: Behaviour) -> None:
 # -- 3. a malformed Retry-After is treated as absent ----------------------------------
 
 
-@pytest.mark.parametrize("status", [429, 503])
-@pytest.mark.parametrize("value", list(BAD_RETRY_AFTER.values()), ids=list(BAD_RETRY_AFTER))
-def test_malformed_retry_after_is_ignored(server: FaultServer, status: int, value: str) -> None:
-    """A malformed Retry-After is treated as absent: the call retries with normal
-    (short) backoff and succeeds when the next answer is 200."""
-    server.script(retry_after(status, value), ok())
-    client = make_client(server.url)
-    started = time.monotonic()
-    result, error = outcome(lambda: send_one(client))
-    assert error is None, f"Retry-After {value[:40]!r}: raised {describe(error)} instead of retrying"
-    assert result[0] is True
-    assert result[1]["messageId"] == "mid-1"
-    assert len(server.requests) == 2
-    assert time.monotonic() - started < 3.0
-
-
-@pytest.mark.parametrize("value", list(BAD_RETRY_AFTER.values()), ids=list(BAD_RETRY_AFTER))
-def test_malformed_retry_after_on_the_last_answer(server: FaultServer, value: str) -> None:
-    """When a 429 with a malformed Retry-After is the final answer, the call raises a
-    RateLimitError whose retry_after is None (no bare ValueError)."""
-    server.default = retry_after(429, value)
-    client = make_client(server.url, max_retries=1)
-    with pytest.raises(RateLimitError) as info:
-        send_one(client)
-    assert info.value.status == 429
-    assert info.value.retry_after is None
-    assert len(server.requests) == 2
-
-
 # -- 4. huge error bodies and gzip bombs are cut short ---------------------------------
 
 HUGE = 50 * 1024 * 1024
@@ -437,32 +408,6 @@ def failing_call(client: Client) -> DeliveryError:
     return info.value
 
 
-def test_connection_refused_is_retryable_and_retried() -> None:
-    """Connection refused (nothing listening): a retryable error after max_retries + 1 attempts."""
-    client = make_client(f"http://127.0.0.1:{closed_port()}", max_retries=2)
-    error = failing_call(client)
-    assert_retryability(error, retryable=True)
-    assert error.attempts == 3
-
-
-@pytest.mark.parametrize("behaviour", [reset("before-answer"), reset("mid-headers"), close_without_answer()], ids=str)
-def test_reset_is_retryable_and_retried(server: FaultServer, behaviour: Behaviour) -> None:
-    """A reset or closed connection: retried, then a retryable error."""
-    server.default = behaviour
-    error = failing_call(make_client(server.url, max_retries=2))
-    assert_retryability(error, retryable=True)
-    assert len(server.requests) == 3
-    assert error.attempts == 3
-
-
-def test_timeout_is_retryable_and_retried(server: FaultServer) -> None:
-    """A server that never answers: each attempt times out; retried; retryable."""
-    server.default = silent(limit=5)
-    error = failing_call(make_client(server.url, timeout=0.3, total_timeout=5, max_retries=1))
-    assert_retryability(error, retryable=True)
-    assert len(server.requests) == 2
-
-
 def test_tls_to_a_plain_http_server_is_permanent() -> None:
     """https:// to a plain-HTTP server (it answers the TLS hello with an HTTP 400): not retryable, one attempt."""
     with FakeSegment() as plain:
@@ -496,90 +441,7 @@ def test_self_signed_certificate_is_permanent() -> None:
     assert error.attempts == 1
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
-def test_client_errors_are_permanent(server: FaultServer, status: int) -> None:
-    """400/401/403/404/413: an APIError, not retryable, not retried."""
-    server.default = respond(status)
-    error = failing_call(make_client(server.url, max_retries=3))
-    assert isinstance(error, APIError)
-    assert error.status == status
-    assert_retryability(error, retryable=False)
-    assert len(server.requests) == 1
-
-
-def test_413_with_retry_after_is_not_retried(server: FaultServer) -> None:
-    """413 with Retry-After: a body too large never shrinks: not retried, not retryable."""
-    server.default = respond(413, {"Retry-After": "0"})
-    error = failing_call(make_client(server.url, max_retries=3))
-    assert isinstance(error, APIError)
-    assert error.status == 413
-    assert_retryability(error, retryable=False)
-    assert len(server.requests) == 1
-
-
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-def test_transient_statuses_are_retryable(server: FaultServer, status: int) -> None:
-    """408/429/500/502/503/504: retried up to max_retries, then a retryable APIError."""
-    server.default = respond(status)
-    error = failing_call(make_client(server.url, max_retries=2))
-    assert isinstance(error, APIError)
-    assert error.status == status
-    assert isinstance(error, RateLimitError if status == 429 else ServerError)
-    assert_retryability(error, retryable=True)
-    assert len(server.requests) == 3
-    assert error.attempts == 3
-
-
-@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_redirect_is_not_followed(server: FaultServer, status: int) -> None:
-    """A 3xx on POST: not followed (no request to its Location), not retryable, not retried."""
-    server.default = redirect(status, "/elsewhere")
-    error = failing_call(make_client(server.url, max_retries=2))
-    assert isinstance(error, APIError)
-    assert error.status == status
-    assert_retryability(error, retryable=False)
-    assert [(r.method, r.path) for r in server.requests] == [("POST", "/v1/batch")]
-
-
-@pytest.mark.parametrize(("status", "retryable"), [(503, True), (429, True), (400, False), (413, False)])
-def test_batch_failure_retryability(server: FaultServer, status: int, retryable: bool) -> None:
-    """A batch that failed on 503/429 raises a BatchDeliveryError that IS a
-    RetryableError (and .retryable says so); one that failed on 400/413 is not."""
-    server.default = respond(status)
-    client = make_client(server.url, max_retries=1)
-    with pytest.raises(BatchDeliveryError) as info, client.batch() as batch:
-        batch.track("u", "E")
-    assert_retryability(info.value, retryable=retryable)
-    assert isinstance(info.value.__cause__, DeliveryError)
-    assert info.value.__cause__.retryable is retryable
-
-
 # -- 6. messageId is kept, retries are numbered ----------------------------------------
-
-
-def test_every_attempt_keeps_message_id_and_counts_retries(server: FaultServer) -> None:
-    """500, dropped, reset, 429, 200: five attempts of one message, one messageId,
-    and X-Retry-Count 1..4 on the retries."""
-    server.script(respond(500), close_without_answer(), reset("before-answer"), retry_after(429, "0"), ok())
-    client = make_client(server.url, max_retries=4)
-    ok_, msg = send_one(client)
-    assert ok_ is True
-    requests = server.requests
-    assert len(requests) == 5
-    assert [r.message_ids for r in requests] == [[msg["messageId"]]] * 5
-    assert [r.retry_count for r in requests[1:]] == ["1", "2", "3", "4"]
-    assert requests[0].retry_count in (None, "0")
-
-
-def test_batch_attempts_keep_every_message_id(server: FaultServer) -> None:
-    """A batch request retried after 503 and a reset carries the same messageIds each time."""
-    server.script(respond(503), reset("mid-headers"), ok())
-    client = make_client(server.url, max_retries=3)
-    with client.batch() as batch:
-        ids = [batch.track("u", "E")[1]["messageId"] for _ in range(4)]
-    requests = server.requests
-    assert [r.message_ids for r in requests] == [ids] * 3
-    assert [r.retry_count for r in requests[1:]] == ["1", "2"]
 
 
 # -- 7. the write key stays secret ------------------------------------------------------
