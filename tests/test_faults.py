@@ -62,11 +62,6 @@ SECRET = "wk_SECRET_123"
 SECRET_TOKEN = base64.b64encode(f"{SECRET}:".encode()).decode()
 """Its HTTP Basic token."""
 
-BUDGET = 1.0
-"""total_timeout of the time-budget tests."""
-SLACK = 2.0
-"""Generous allowance over the budget (scheduling on a shared 2-core machine)."""
-
 
 # -- fixtures and helpers -------------------------------------------------------------
 
@@ -103,16 +98,6 @@ def assert_retryability(exc: DeliveryError, *, retryable: bool) -> None:
     assert isinstance(exc, RetryableError) is retryable, f"{type(exc).__name__}: {exc}"
 
 
-def new_threads(before: set[threading.Thread], server: FaultServer) -> list[threading.Thread]:
-    """Threads alive now that were not before and are not the server's own (after a short grace)."""
-    end = time.monotonic() + 0.5
-    while True:
-        extra = [t for t in threading.enumerate() if t not in before and not server.owns(t) and t.is_alive()]
-        if not extra or time.monotonic() > end:
-            return extra
-        time.sleep(0.05)
-
-
 def outcome(call: Callable[[], Any]) -> tuple[Any, Exception | None]:
     """``(result, None)`` when ``call()`` returns, ``(None, exc)`` when it raises."""
     try:
@@ -126,100 +111,6 @@ def describe(exc: BaseException) -> str:
 
 
 # -- 1. total_timeout bounds the whole call -------------------------------------------
-
-ENDLESS = BUDGET + SLACK + 1.0
-"""Endless behaviours give up after this, so a client that waits them out fails fast."""
-
-BUDGET_CASES: dict[str, tuple[list[Behaviour], dict[str, Any]]] = {
-    "drip-status-line": ([drip("status", 0.2)], {}),
-    "drip-headers": ([drip("headers", 0.2)], {}),
-    "drip-error-body": ([drip("body", 0.2, status=503)], {}),
-    "drip-status-line-endless": ([drip("status", 0.2, endless=True, limit=ENDLESS)], {}),
-    "drip-headers-endless": ([drip("headers", 0.2, endless=True, limit=ENDLESS)], {}),
-    "drip-error-body-endless": ([drip("body", 0.2, status=503, endless=True, limit=ENDLESS)], {}),
-    "accepts-never-answers": ([silent(limit=10)], {}),
-    "503-then-drip-headers": ([respond(503), drip("headers", 0.2)], {}),
-    "503-forever-large-backoff": ([respond(503)] * 20, {"backoff_factor": 5.0, "max_retries": 10}),
-    "429-retry-after-1-forever": ([retry_after(429, "1")] * 20, {"max_retries": 10}),
-    "drip-error-body-with-retries": ([drip("body", 0.2, status=500)] * 5, {"max_retries": 4}),
-}
-"""Servers that would keep a call longer than its budget: (script, client options)."""
-
-SUCCESS_BODY_CASES: dict[str, Behaviour] = {
-    "drip-success-body": drip("body", 0.2),
-    "drip-success-body-endless": drip("body", 0.2, endless=True, limit=ENDLESS),
-}
-"""A 200 whose body drips: the status says delivered, so returning (True, msg) at once is
-as right as giving up with a retryable error; only waiting past the budget is wrong."""
-
-
-def call_within_budget(script: list[Behaviour], **options: Any) -> tuple[Any, Exception | None, float]:
-    """Run one call against ``script``; check no helper thread outlives it; return
-    (result, error, seconds)."""
-    before = set(threading.enumerate())
-    with FaultServer(default=script[-1]) as server:
-        server.script(*script)
-        client = make_client(server.url, **{"timeout": 5, "total_timeout": BUDGET, "max_retries": 3, **options})
-        started = time.monotonic()
-        result, error = outcome(lambda: send_one(client))
-        elapsed = time.monotonic() - started
-        leftover = new_threads(before, server)
-        client.close()
-    assert leftover == [], f"helper threads left running: {leftover}"
-    assert set(threading.enumerate()) <= before, "threads still running after the server stopped"
-    return result, error, elapsed
-
-
-@pytest.mark.parametrize("case", list(BUDGET_CASES))
-def test_total_timeout_bounds_the_call(case: str) -> None:
-    """Whatever the server does, a call with total_timeout=1 (timeout=5) ends with a
-    retryable DeliveryError within the budget + 2 s slack, and leaves no helper thread running."""
-    script, options = BUDGET_CASES[case]
-    result, error, elapsed = call_within_budget(script, **options)
-    assert elapsed < BUDGET + SLACK, f"{case}: the call took {elapsed:.2f}s with total_timeout={BUDGET}"
-    assert error is not None, f"{case}: returned {result!r} instead of raising"
-    assert isinstance(error, DeliveryError), describe(error)
-    assert isinstance(error, RetryableError), describe(error)
-    assert [m["messageId"] for m in error.messages] == ["mid-1"]
-
-
-@pytest.mark.parametrize("case", list(SUCCESS_BODY_CASES))
-def test_total_timeout_bounds_a_slow_success_body(case: str) -> None:
-    """A 200 whose body drips (finitely or endlessly): the call ends within budget + slack,
-    with (True, msg) or a retryable DeliveryError, and leaves no helper thread running."""
-    result, error, elapsed = call_within_budget([SUCCESS_BODY_CASES[case]])
-    assert elapsed < BUDGET + SLACK, f"{case}: the call took {elapsed:.2f}s with total_timeout={BUDGET}"
-    if error is None:
-        assert result[0] is True
-    else:
-        assert isinstance(error, RetryableError), describe(error)
-
-
-def test_total_timeout_bounds_a_batch_request() -> None:
-    """A batch whose request meets an endless drip ends within budget + slack with a
-    BatchDeliveryError that is retryable, holding every message of the block."""
-
-    def block(client: Client) -> None:
-        with client.batch() as batch:
-            for index in range(3):
-                batch.track("u", "E", message_id=f"mid-{index}")
-
-    before = set(threading.enumerate())
-    with FaultServer(default=drip("headers", 0.2, endless=True, limit=ENDLESS)) as server:
-        client = make_client(server.url, timeout=5, total_timeout=BUDGET, max_retries=3)
-        started = time.monotonic()
-        _, error = outcome(lambda: block(client))
-        elapsed = time.monotonic() - started
-        leftover = new_threads(before, server)
-        client.close()
-    assert elapsed < BUDGET + SLACK, f"the batch took {elapsed:.2f}s with total_timeout={BUDGET}"
-    assert isinstance(error, BatchDeliveryError), (
-        "the block ended without an error" if error is None else describe(error)
-    )
-    assert isinstance(error, RetryableError), describe(error)
-    assert [m["messageId"] for m in error.unsent] == ["mid-0", "mid-1", "mid-2"]
-    assert leftover == [], f"helper threads left running: {leftover}"
-    assert set(threading.enumerate()) <= before, "threads still running after the server stopped"
 
 
 # -- 2. whatever a server sends: (True, msg) or a DeliveryError holding the message ---

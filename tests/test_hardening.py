@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +14,7 @@ import urllib3
 from conftest import WRITE_KEY
 from tls import Certificates, https_segment, make_certificates
 
-from simple_segment import Client, NetworkError, RetryableError, TransportError
+from simple_segment import Client, RetryableError, TransportError
 from simple_segment.testing import FakeSegment
 
 
@@ -71,44 +66,6 @@ def test_https_to_a_plain_http_server_is_permanent(fake_segment: FakeSegment) ->
         client.track("u", "E")
     assert not info.value.retryable
     assert info.value.attempts == 1
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts connections and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.05)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                accepted.append(sock.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        sock.close()
-
-
-def test_read_half_of_a_timeout_pair_is_applied(silent_server: int) -> None:
-    """timeout=(connect, read): a server that never answers fails after the read half, not the connect half."""
-    started = time.monotonic()
-    with Client(WRITE_KEY, host=f"http://127.0.0.1:{silent_server}", timeout=(20, 0.3), max_retries=0) as client:
-        with pytest.raises(NetworkError) as info:
-            client.track("u", "E")
-    assert time.monotonic() - started < 5
-    assert info.value.retryable
-    assert "timed out" in str(info.value).lower()
 
 
 def test_plain_http_to_a_remote_host_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
