@@ -6,7 +6,6 @@ import gzip
 import json
 import logging
 import os
-import pickle
 import threading
 from typing import Any
 
@@ -14,10 +13,8 @@ import pytest
 from conftest import WRITE_KEY
 
 from simple_segment import (
-    APIError,
     Client,
     DeliveryError,
-    RateLimitError,
 )
 from simple_segment.testing import FakeSegment
 
@@ -25,55 +22,6 @@ from simple_segment.testing import FakeSegment
 def quick_client(server: FakeSegment, **options: Any) -> Client:
     settings: dict[str, Any] = {"timeout": 2, "total_timeout": 8, "backoff_factor": 0.01, **options}
     return Client(WRITE_KEY, host=server.url, **settings)
-
-
-def test_400_body_message_without_code(fake_segment: FakeSegment) -> None:
-    """Segment's 400 often has a message and no code: the error says 'unknown' and keeps the message."""
-    fake_segment.respond_with(400, body={"success": False, "message": "Invalid JSON"})
-    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
-        client.track("u", "E")
-    assert str(info.value) == "[Segment] unknown: Invalid JSON (400)"
-    assert info.value.messages[0]["event"] == "E"
-
-
-def test_non_json_error_body(fake_segment: FakeSegment) -> None:
-    """A text error body becomes the message."""
-    fake_segment.respond_with(403, body="Forbidden by proxy")
-    with quick_client(fake_segment) as client, pytest.raises(APIError, match="Forbidden by proxy"):
-        client.track("u", "E")
-
-
-def test_error_body_read_is_bounded(fake_segment: FakeSegment) -> None:
-    """A huge error body is read only in part, and its first 500 characters become the message."""
-    fake_segment.respond_with(400, body="x" * 300_000)
-    with quick_client(fake_segment) as client, pytest.raises(APIError) as info:
-        client.track("u", "E")
-    assert info.value.message == "x" * 500 + "..."
-    assert len(str(info.value)) < 600
-
-
-def test_on_error_is_called_instead_of_raising(fake_segment: FakeSegment) -> None:
-    """With on_error, a failure calls on_error(exception, messages) and the call returns (False, msg)."""
-    calls: list[tuple[Exception, list[dict]]] = []
-    fake_segment.respond_with(400)
-    with quick_client(fake_segment, on_error=lambda exc, msgs: calls.append((exc, msgs))) as client:
-        ok, msg = client.track("u", "E")
-    assert ok is False
-    assert len(calls) == 1
-    error, messages = calls[0]
-    assert isinstance(error, APIError)
-    assert messages == [msg]
-
-
-def test_exception_from_on_error_propagates(fake_segment: FakeSegment) -> None:
-    """An exception raised by on_error itself reaches the caller."""
-
-    def on_error(exc: Exception, messages: list) -> None:
-        raise KeyError("from on_error")
-
-    fake_segment.respond_with(400)
-    with quick_client(fake_segment, on_error=on_error) as client, pytest.raises(KeyError, match="from on_error"):
-        client.track("u", "E")
 
 
 def test_gzip_body(fake_segment: FakeSegment) -> None:
@@ -152,19 +100,6 @@ def test_client_survives_fork(fake_segment: FakeSegment) -> None:
     client.close()
     events = [(m["userId"], m["event"]) for m in fake_segment.messages]
     assert sorted(events) == sorted([("parent", "Before Fork"), ("child", "In Child"), ("parent", "After Fork")])
-
-
-def test_errors_pickle_round_trip(fake_segment: FakeSegment) -> None:
-    """Delivery errors raised for real survive pickle with their attributes (Celery stores them)."""
-    fake_segment.respond_with(429, headers={"Retry-After": "60"}, body={"message": "slow", "code": "rate"})
-    with quick_client(fake_segment, total_timeout=1) as client, pytest.raises(RateLimitError) as info:
-        client.track("u", "E")
-    copy = pickle.loads(pickle.dumps(info.value))
-    assert type(copy) is RateLimitError
-    assert (copy.status, copy.code, copy.message, copy.retry_after) == (429, "rate", "slow", 60)
-    assert copy.messages == info.value.messages
-    assert copy.response is None
-    assert str(copy) == str(info.value)
 
 
 def test_write_key_never_logged(fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture) -> None:
