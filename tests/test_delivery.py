@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 import threading
 from typing import Any
@@ -14,7 +13,6 @@ from conftest import WRITE_KEY
 
 from simple_segment import (
     Client,
-    DeliveryError,
 )
 from simple_segment.testing import FakeSegment
 
@@ -100,44 +98,3 @@ def test_client_survives_fork(fake_segment: FakeSegment) -> None:
     client.close()
     events = [(m["userId"], m["event"]) for m in fake_segment.messages]
     assert sorted(events) == sorted([("parent", "Before Fork"), ("child", "In Child"), ("parent", "After Fork")])
-
-
-def test_write_key_never_logged(fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture) -> None:
-    """At DEBUG, log records show payloads but never the write key."""
-    secret = "sk_live_very_secret"
-    fake_segment.respond_with(500)
-    with caplog.at_level(logging.DEBUG):
-        with Client(secret, host=fake_segment.url, backoff_factor=0.01) as client:
-            client.track("u", "E", {"p": 1})
-        fake_segment.respond_with(400, body={"message": "bad"})
-        with Client(secret, host=fake_segment.url) as client, pytest.raises(DeliveryError) as info:
-            client.track("u", "E")
-    text = "\n".join(record.getMessage() for record in caplog.records)
-    assert '"p"' in text or "'p'" in text
-    assert secret not in text
-    assert secret not in str(info.value)
-    assert secret not in repr(info.value)
-    simple_records = [r for r in caplog.records if r.name == "simple_segment" and r.levelno < logging.WARNING]
-    assert simple_records, "payloads are logged at DEBUG"
-    assert all("sending" not in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
-
-
-def test_debug_and_log_handler(fake_segment: FakeSegment) -> None:
-    """debug=True sets the 'simple_segment' logger to DEBUG; log_handler receives its records."""
-    records: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Collect()
-    logger = logging.getLogger("simple_segment")
-    level = logger.level
-    try:
-        with quick_client(fake_segment, debug=True, log_handler=handler) as client:
-            client.track("u", "E")
-        assert logger.level == logging.DEBUG
-        assert any("sending" in r.getMessage() for r in records)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -66,18 +65,6 @@ def test_https_to_a_plain_http_server_is_permanent(fake_segment: FakeSegment) ->
         client.track("u", "E")
     assert not info.value.retryable
     assert info.value.attempts == 1
-
-
-def test_plain_http_to_a_remote_host_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    """http:// to a host that is not loopback works but warns that the key crosses the network in clear."""
-    with caplog.at_level(logging.WARNING, logger="simple_segment"):
-        Client(WRITE_KEY, host="http://collector.example.com")
-        Client(WRITE_KEY, host="http://127.0.0.1:9")
-        Client(WRITE_KEY, host="http://[::1]:9")
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "collector.example.com" in warnings[0]
-    assert "unencrypted" in warnings[0]
 
 
 def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
