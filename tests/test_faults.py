@@ -19,16 +19,13 @@ import pytest
 from faults import (
     FaultServer,
     respond,
-    self_signed_context,
 )
 
 from simple_segment import (
     Client,
     DeliveryError,
-    NetworkError,
     RetryableError,
 )
-from simple_segment.testing import FakeSegment
 
 SECRET = "wk_SECRET_123"
 """A write key distinctive enough to search for in tracebacks and logs."""
@@ -115,39 +112,6 @@ def failing_call(client: Client) -> DeliveryError:
     with pytest.raises(DeliveryError) as info:
         send_one(client)
     return info.value
-
-
-def test_tls_to_a_plain_http_server_is_permanent() -> None:
-    """https:// to a plain-HTTP server (it answers the TLS hello with an HTTP 400): not retryable, one attempt."""
-    with FakeSegment() as plain:
-        client = make_client(plain.url.replace("http://", "https://"), max_retries=3)
-        error = failing_call(client)
-        connections = plain.connections_accepted
-        client.close()
-    assert_retryability(error, retryable=False)
-    assert connections == 1
-    assert error.attempts == 1
-
-
-def test_tls_handshake_cut_off_is_retryable(server: FaultServer) -> None:
-    """A server that hangs up during the TLS handshake gave no answer: a retryable NetworkError, retried."""
-    client = make_client(server.url.replace("http://", "https://"), max_retries=2)
-    error = failing_call(client)
-    assert_retryability(error, retryable=True)
-    assert isinstance(error, NetworkError)
-    assert error.attempts == 3
-
-
-def test_self_signed_certificate_is_permanent() -> None:
-    """A server presenting a self-signed certificate: not retryable, one connection attempt."""
-    with FaultServer(tls=self_signed_context()) as server:
-        client = make_client(server.url, max_retries=3)
-        error = failing_call(client)
-        connections = server.connections
-        client.close()
-    assert_retryability(error, retryable=False)
-    assert connections == 1
-    assert error.attempts == 1
 
 
 # -- 6. messageId is kept, retries are numbered ----------------------------------------

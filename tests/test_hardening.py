@@ -9,62 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import urllib3
 from conftest import WRITE_KEY
 from tls import Certificates, https_segment, make_certificates
 
-from simple_segment import Client, RetryableError, TransportError
+from simple_segment import Client
 from simple_segment.testing import FakeSegment
 
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return make_certificates(tmp_path_factory.mktemp("tls"))
-
-
-def test_verify_with_a_ca_bundle_path(certificates: Certificates) -> None:
-    """verify=<CA bundle> trusts that CA: the request is delivered over TLS."""
-    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url, verify=str(certificates.ca)) as c:
-        assert c.track("u", "Over TLS")[0] is True
-    assert server.bodies[0]["batch"][0]["event"] == "Over TLS"
-
-
-def test_requests_ca_bundle_is_read_at_construction(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
-    """REQUESTS_CA_BUNDLE, as requests users set it, is honoured; it is read when the client is made."""
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates.ca))
-    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url) as client:
-        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-        assert client.track("u", "E")[0] is True
-
-
-def test_untrusted_certificate_is_permanent_and_not_retried(certificates: Certificates) -> None:
-    """The default CA store does not trust the test CA: a TransportError, not retryable, one connection only."""
-    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url, max_retries=3) as client:
-        with pytest.raises(TransportError) as info:
-            client.track("u", "E")
-        assert server.connections == 1
-    error = info.value
-    assert not isinstance(error, RetryableError)
-    assert error.retryable is False
-    assert error.attempts == 1
-    assert len(error.messages) == 1
-    assert "certificate" in str(error).lower()
-
-
-def test_verify_false_skips_the_check_with_urllib3_warning(certificates: Certificates) -> None:
-    """verify=False delivers to an untrusted certificate, with urllib3's InsecureRequestWarning."""
-    with https_segment(certificates) as server, Client(WRITE_KEY, host=server.url, verify=False) as client:
-        with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
-            assert client.track("u", "E")[0] is True
-
-
-def test_https_to_a_plain_http_server_is_permanent(fake_segment: FakeSegment) -> None:
-    """https:// to a server that does not speak TLS: permanent, not retried."""
-    host = fake_segment.url.replace("http://", "https://")
-    with Client(WRITE_KEY, host=host, max_retries=3, backoff_factor=0.01) as client, pytest.raises(TransportError) as info:
-        client.track("u", "E")
-    assert not info.value.retryable
-    assert info.value.attempts == 1
 
 
 def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
