@@ -33,28 +33,6 @@ def test_gzip_body(fake_segment: FakeSegment) -> None:
     assert len(request.body) < len(json.dumps(decoded))
 
 
-def test_explicit_proxy_reaches_the_wire(fake_segment: FakeSegment) -> None:
-    """proxies={'http': ...} sends the request to the proxy with the absolute URL as target."""
-    with Client(WRITE_KEY, host="http://segment.invalid", proxies={"http": fake_segment.url}, timeout=2) as client:
-        client.track("u", "E")
-    (request,) = fake_segment.requests
-    assert request.path == "http://segment.invalid/v1/batch"
-
-
-def test_environment_proxy_is_read_at_construction(fake_segment: FakeSegment, monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTP_PROXY set when the client is made is used; NO_PROXY is respected."""
-    monkeypatch.setenv("HTTP_PROXY", fake_segment.url)
-    with Client(WRITE_KEY, host="http://segment.invalid", timeout=2) as client:
-        monkeypatch.delenv("HTTP_PROXY")
-        client.track("u", "E")
-    assert fake_segment.requests[0].path == "http://segment.invalid/v1/batch"
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with quick_client(fake_segment) as client:
-        client.track("u", "E")
-    assert fake_segment.requests[1].path == "/v1/batch"
-
-
 def test_threads_share_one_client(fake_segment: FakeSegment) -> None:
     """One client used by 8 threads delivers every message exactly once."""
     client = quick_client(fake_segment)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import WRITE_KEY
-from tls import Certificates, https_segment, make_certificates
+from tls import Certificates, make_certificates
 
-from simple_segment import Client
 from simple_segment.testing import FakeSegment
 
 
@@ -88,34 +87,3 @@ def test_import_reports_every_bad_line_and_delivers_the_rest(fake_segment: FakeS
             assert f"line {number}: " in errors
         assert "Traceback" not in errors
         assert [m["event"] for m in fake_segment.messages] == ["First", "Last"]
-
-
-def test_https_through_a_connect_proxy_from_the_environment(
-    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """HTTPS_PROXY: the client tunnels with CONNECT (credentials in the proxy URL become Proxy-Authorization)."""
-    from proxy import connect_proxy
-
-    with connect_proxy() as proxy, https_segment(certificates) as server:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://user:s3cret@"))
-        with Client(WRITE_KEY, host=server.url, verify=str(certificates.ca)) as client:
-            assert client.track("u", "Tunnelled")[0] is True
-            assert client.track("u", "Reused")[0] is True
-    (head,) = proxy.heads  # one tunnel, kept alive for the second call
-    assert head.startswith(f"CONNECT 127.0.0.1:{server.server_address[1]} HTTP/")
-    assert "proxy-authorization: basic dxnlcjpzm2nyzxq=" in head.lower()
-    assert WRITE_KEY not in head  # the write key travels inside the tunnel only
-    assert [b["batch"][0]["event"] for b in server.bodies] == ["Tunnelled", "Reused"]
-
-
-def test_no_proxy_bypasses_the_proxy(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
-    """NO_PROXY naming the host sends directly, as requests would."""
-    from proxy import connect_proxy
-
-    with connect_proxy() as proxy, https_segment(certificates) as server:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        with Client(WRITE_KEY, host=server.url, verify=str(certificates.ca)) as client:
-            assert client.track("u", "Direct")[0] is True
-    assert proxy.heads == []
-    assert len(server.bodies) == 1
