@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import sys
 import threading
 import types
@@ -100,10 +101,10 @@ max_queue_size: int = Options.max_queue_size
 send: bool = Options.send
 on_error: OnError | None = Options.on_error
 gzip: bool = Options.gzip
-max_retries: int = Options.max_retries
+max_retries: int | None = Options.max_retries
 sync_mode: bool = Options.sync_mode
-timeout: Timeout = Options.timeout
-proxies: dict[str, str] | None = None
+timeout: Timeout | tuple[float, None] | None = Options.timeout
+proxies: dict[str, str | None] | None = None
 thread: int = Options.thread
 upload_size: int = Options.upload_size
 upload_interval: float = Options.upload_interval
@@ -115,7 +116,7 @@ oauth_auth_server: str = Options.oauth_auth_server
 oauth_scope: str = Options.oauth_scope
 max_total_backoff_duration: float = Options.max_total_backoff_duration
 max_rate_limit_duration: float = Options.max_rate_limit_duration
-total_timeout: float = Options.total_timeout
+total_timeout: float | None = None
 backoff_factor: float = Options.backoff_factor
 verify: bool | str = Options.verify
 before_send: BeforeSend | None = Options.before_send
@@ -129,7 +130,19 @@ default_client: Client | None = None
 """The client behind the module-level functions; built from the settings on first use."""
 
 
-_building = threading.Lock()
+_building = threading.RLock()
+"""Held while ``default_client`` is built and while a setting is assigned, so neither is lost."""
+
+
+def _new_lock_after_fork() -> None:
+    # The thread that held the lock in the parent does not exist in a forked child: a lock
+    # copied while held would block the child's first call forever.
+    global _building  # noqa: PLW0603
+    _building = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _client() -> Client:
@@ -160,11 +173,16 @@ class _SettingsModule(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:  # noqa: ANN401 - any setting's value
         namespace = self.__dict__
         if name in _SETTINGS:
-            old = namespace.get("default_client")
-            if old is not None and not _same(namespace.get(name), value):
-                namespace["default_client"] = None
-                old.close()
-        elif name not in namespace and not name.startswith("_") and not isinstance(value, types.ModuleType):
+            # Under the building lock: a client being built now reads either the old value (and
+            # is dropped here once built) or the new one; the assignment is never lost.
+            with namespace["_building"]:
+                old = namespace.get("default_client")
+                if old is not None and not _same(namespace.get(name), value):
+                    namespace["default_client"] = None
+                    old.close()
+                super().__setattr__(name, value)
+            return
+        if name not in namespace and not name.startswith("_") and not isinstance(value, types.ModuleType):
             close = difflib.get_close_matches(name, _SETTINGS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {', '.join(_SETTINGS)}"
             msg = f"simple_segment has no setting {name!r}{hint}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,16 @@ Recorder = Callable[[list[Message]], None]
 
 _recorders: tuple[Recorder, ...] = ()
 _recorders_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A lock another thread held at the fork would stay held in the child for ever.
+    global _recorders_lock  # noqa: PLW0603
+    _recorders_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 @contextmanager

@@ -349,7 +349,7 @@ class Endpoint:
         self,
         url: str,
         *,
-        proxies: Mapping[str, str] | None,
+        proxies: Mapping[str, str | None] | None,
         verify: bool | str,
         timeout: float | tuple[float, float],
         pool_size: int = 16,
@@ -360,7 +360,8 @@ class Endpoint:
         self._longest_timeout = max(connect, read)
         self._timeout = Timeout(connect=connect, read=read)
         self._pool_size = pool_size
-        settings = requests.Session().merge_environment_settings(url, dict(proxies or {}), None, verify, None)
+        given: dict[str, Any] = dict(proxies or {})  # a None value: no proxy for that scheme (requests drops it)
+        settings = requests.Session().merge_environment_settings(url, given, None, verify, None)
         self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
         if isinstance(self._verify, str) and not Path(self._verify).exists():
             # Not a failure to retry later: the file is not there (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE).

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from ._batch import Batch
 from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSend, OnError, Options, Timeout, given
 from ._transport import SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
@@ -83,10 +84,10 @@ class Client(Calls):
         send: bool = _D.send,  # noqa: FBT001
         on_error: OnError | None = _D.on_error,
         gzip: bool = _D.gzip,  # noqa: FBT001
-        max_retries: int = _D.max_retries,
+        max_retries: int | None = _D.max_retries,
         sync_mode: bool = _D.sync_mode,  # noqa: FBT001
-        timeout: Timeout = _D.timeout,
-        proxies: dict[str, str] | None = _D.proxies,  # type: ignore[assignment]
+        timeout: Timeout | tuple[float, None] | None = _D.timeout,
+        proxies: Mapping[str, str | None] | None = _D.proxies,
         thread: int = _D.thread,
         upload_size: int = _D.upload_size,
         upload_interval: float = _D.upload_interval,
@@ -99,24 +100,24 @@ class Client(Calls):
         max_total_backoff_duration: float = _D.max_total_backoff_duration,
         max_rate_limit_duration: float = _D.max_rate_limit_duration,
         *,
-        total_timeout: float = _D.total_timeout,
+        total_timeout: float | None = None,
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
         before_send: BeforeSend | None = _D.before_send,
         stub: bool = False,
     ) -> None:
         try:
+            if not isinstance(stub, bool):
+                raise ConfigurationError("stub", f"must be True or False, not {type(stub).__name__}")  # noqa: TRY301
             options = Options(
                 write_key=write_key,
                 host=host,
                 debug=debug,
                 max_queue_size=max_queue_size,
-                send=bool(send) and not stub,
+                send=send and not stub if isinstance(send, bool) else send,  # a bad send is still refused
                 on_error=on_error,
                 gzip=gzip,
-                max_retries=max_retries,
                 sync_mode=sync_mode,
-                timeout=timeout,
                 proxies=proxies,
                 thread=thread,
                 upload_size=upload_size,
@@ -129,7 +130,7 @@ class Client(Calls):
                 oauth_scope=oauth_scope,
                 max_total_backoff_duration=max_total_backoff_duration,
                 max_rate_limit_duration=max_rate_limit_duration,
-                total_timeout=total_timeout,
+                **given(timeout=timeout, total_timeout=total_timeout, max_retries=max_retries),
                 backoff_factor=backoff_factor,
                 verify=verify,
                 before_send=before_send,
@@ -222,7 +223,7 @@ class Client(Calls):
         return self._options.total_timeout
 
     @property
-    def proxies(self) -> dict[str, str] | None:
+    def proxies(self) -> dict[str, str | None] | None:
         """The proxies given (the environment's are also honoured)."""
         proxies = self._options.proxies
         return None if proxies is None else dict(proxies)
