@@ -1,11 +1,11 @@
-"""The HTTP side of `FakeSegment`: a threaded HTTP/1.1 server and its request handler.
+"""The HTTP side of :class:`FakeSegment`: a threaded HTTP/1.1 server and its request handler.
 
-`Handler` reads one request at a time off a keep-alive connection (plain or
+:class:`_Handler` reads one request at a time off a keep-alive connection (plain or
 chunked body), sends control requests to :mod:`._control`, ``POST /token`` in
 OAuth mode to :mod:`._oauth`, and everything else through :mod:`._rules` and
 the next script of :mod:`._recorder`; it records each request once and writes
-the answer (after a scripted delay, or drops the connection).  `Server` tracks
-client sockets so that `FakeSegment.stop` can close them.
+the answer (after a scripted delay, or drops the connection).  :class:`Server` tracks
+client sockets so that :meth:`FakeSegment.stop` can close them.
 
 Since: 0.1.0
 """
@@ -191,7 +191,7 @@ class Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def serve_until_stopped(self) -> None:
-        """Accept and hand off connections until `stopping` is set."""
+        """Accept and hand off connections until :attr:`stopping` is set."""
         while not self.stopping.is_set() and self._accept_once():
             pass
 
@@ -231,7 +231,7 @@ class Server(ThreadingHTTPServer):
     def handle_error(self, request: _Request, client_address: object) -> None:  # noqa: ARG002 - stdlib signature
         """Keep unexpected handler exceptions instead of printing them to stderr.
 
-        Disconnects (any `OSError`) and anything after stop() are normal and ignored.
+        Disconnects (any :class:`OSError`) and anything after stop() are normal and ignored.
         """
         exc = sys.exc_info()[1]
         if exc is None or isinstance(exc, OSError) or self.stopping.is_set():
@@ -249,11 +249,9 @@ def make_server(
     authority: TokenAuthority | None,
     clear: Callable[[], None],
 ) -> Server:
-    """Bind a `Server` to ``address`` (an IPv6 one when the host contains ``:``).
+    """Bind a :class:`Server` to ``address`` (an IPv6 one when the host contains ``:``).
 
-    Raises:
-        OSError: The address could not be bound.
-
+    Raises :class:`OSError` when the address could not be bound.
     """
     server_class = _Server6 if ":" in address[0] else Server
     return server_class(address, recorder, authority, clear)
@@ -348,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         write_key: str | None = None,
         messages: tuple[dict[str, Any], ...] = (),
     ) -> None:
-        """Record this request (the one place a `RecordedRequest` is built) and its accepted messages."""
+        """Record this request (the one place a :class:`RecordedRequest` is built) and its accepted messages."""
         request = RecordedRequest(
             method=self.command,
             path=self.path,

@@ -1,6 +1,6 @@
 """A Segment-compatible HTTP server for tests, standard library only (OAuth mode aside).
 
-`FakeSegment` listens on loopback, speaks HTTP/1.1 with keep-alive, validates
+:class:`FakeSegment` listens on loopback, speaks HTTP/1.1 with keep-alive, validates
 requests the way Segment's Tracking API does, records every request, and can be
 scripted to answer with errors, delays or dropped connections::
 
@@ -18,7 +18,7 @@ Endpoints: ``POST /v1/batch`` (and its alias ``/v1/import``) take
 ``type`` is set from the path (and whose body ``writeKey`` is not recorded as
 part of the message). In OAuth mode (``FakeSegment(oauth=OAuthSettings(...))``)
 ``POST /token`` issues access tokens and tracking requests need one; see
-`FakeSegment` and :mod:`._oauth`. Any other path answers 404; another method
+:class:`FakeSegment` and :mod:`._oauth`. Any other path answers 404; another method
 on a known path answers 405.
 
 Error answers have the body ``{"success": false, "message": ..., "code": ...}``
@@ -51,7 +51,7 @@ The package's parts: :mod:`._rules` (Segment's validation rules, pure
 functions), :mod:`._recorder` (recorded state, scripts and waits),
 :mod:`._control` (the control endpoints), :mod:`._oauth` (OAuth mode's
 token authority, the only part that imports PyJWT), :mod:`._http` (the HTTP
-server and its one request handler) and this module (`FakeSegment`).
+server and its one request handler) and this module (:class:`FakeSegment`).
 
 Since: 0.1.0
 """
@@ -84,29 +84,29 @@ class FakeSegment:
     Requests run on daemon threads; all recorded state sits behind one lock, and
     every accessor returns a copy. At most ``max_messages`` messages and
     ``max_requests`` requests are kept (the oldest are forgotten and counted in
-    `dropped_messages` / `dropped_requests`).
+    :attr:`dropped_messages` / :attr:`dropped_requests`).
 
     Validation follows Segment's limits (500,000-byte body, 32,768-byte message,
     required ids and fields), a little stricter; code in another process can send
-    to `url`, and a test that does not hold this object can read and script it
+    to :attr:`url`, and a test that does not hold this object can read and script it
     with the control endpoints. The module docstring lists both.
 
     OAuth mode (``oauth=OAuthSettings(...)``) plays a source that requires
     OAuth, as SPEC.md section 6 describes it: ``POST /token`` verifies the
     client assertion (an RS256 JWT: ``kid`` the key id, ``iss`` = ``sub`` the
-    client id, ``aud`` this server's `url`, ``iat``/``exp`` judged on the
+    client id, ``aud`` this server's :attr:`url`, ``iat``/``exp`` judged on the
     server's clock, a fresh ``jti``) and answers 200 ``{"access_token",
     "expires_in", "scope", "token_type": "Bearer"}`` with a ``Date`` header.
     A bad assertion answers 400 ``{"error": "invalid_request",
     "error_description": ...}`` ("Token used before issued" / "Token is
     expired" when ``iat``/``exp`` disagree with the server's clock, which
-    `clock_offset` moves); an unknown client 401 ``invalid_client``. Tracking
+    :attr:`clock_offset` moves); an unknown client 401 ``invalid_client``. Tracking
     requests then need ``Authorization: Bearer <token>`` with a token this
     server issued that has not expired or been revoked, else 401
     ``invalid_token``; the write key is not required. Token requests are
-    recorded in `requests` (path ``/token``) and can be scripted with
-    ``respond_with(..., endpoint="token")``. See `tokens`, `revoke_tokens`,
-    `token_lifetime` and `clock_offset`. Only this mode needs PyJWT with
+    recorded in :attr:`requests` (path ``/token``) and can be scripted with
+    ``respond_with(..., endpoint="token")``. See :attr:`tokens`, :meth:`revoke_tokens`,
+    :attr:`token_lifetime` and :attr:`clock_offset`. Only this mode needs PyJWT with
     cryptography, imported when the server is created.
 
     A stopped server cannot be started again; create a new one.
@@ -124,25 +124,23 @@ class FakeSegment:
         on_message: Callable[[dict[str, Any]], None] | None = None,
         oauth: OAuthSettings | None = None,
     ) -> None:
-        """Configure the server; nothing listens until `start`.
+        """Configure the server; nothing listens until :meth:`start`.
 
-        Args:
-            host: Address to bind; loopback by default. An IPv6 address (one
-                containing ``:``) binds an IPv6 socket.
-            port: Port to bind; 0 picks a free one (see `port` after `start`).
-            max_messages: How many accepted messages to keep.
-            max_requests: How many `RecordedRequest` to keep.
-            on_message: Called with each accepted message, on the request's
-                thread, outside the lock, before the response is sent. Its
-                exceptions are kept in `errors`, not raised.
-            oauth: Require OAuth, as these settings say (see the class
-                docstring). Since: 0.1.0.
+        - ``host``: Address to bind; loopback by default. An IPv6 address (one
+          containing ``:``) binds an IPv6 socket.
+        - ``port``: Port to bind; 0 picks a free one (see :attr:`port` after
+          :meth:`start`).
+        - ``max_messages``: How many accepted messages to keep.
+        - ``max_requests``: How many :class:`RecordedRequest` to keep.
+        - ``on_message``: Called with each accepted message, on the request's thread,
+          outside the lock, before the response is sent. Its exceptions are kept in
+          :attr:`errors`, not raised.
+        - ``oauth``: Require OAuth, as these settings say (see the class docstring).
+          Since: 0.1.0.
 
-        Raises:
-            ValueError: ``max_messages`` or ``max_requests`` is negative, or
-                the OAuth public key is not an RSA key.
-            ImportError: ``oauth`` is given but PyJWT or cryptography is missing.
-
+        Raises :class:`ValueError` when ``max_messages`` or ``max_requests`` is
+        negative, or the OAuth public key is not an RSA key; :class:`ImportError` when
+        ``oauth`` is given but PyJWT or cryptography is missing.
         """
         if max_messages < 0 or max_requests < 0:
             msg = "max_messages and max_requests must not be negative"
@@ -171,10 +169,8 @@ class FakeSegment:
 
         Calling it again while running does nothing.
 
-        Raises:
-            RuntimeError: The server was already stopped.
-            OSError: The address could not be bound.
-
+        Raises :class:`RuntimeError` when the server was already stopped;
+        :class:`OSError` when the address could not be bound.
         """
         with self._state_lock:
             if self._stopped:
@@ -213,7 +209,7 @@ class FakeSegment:
         server.close_connections(_STOP_DRAIN_TIMEOUT)
 
     def close(self) -> None:
-        """Stop the server, as `stop` does."""
+        """Stop the server, as :meth:`stop` does."""
         self.stop()
 
     def __enter__(self) -> Self:
@@ -246,9 +242,7 @@ class FakeSegment:
     def url(self) -> str:
         """The base URL to give a client, e.g. ``http://127.0.0.1:54321``.
 
-        Raises:
-            RuntimeError: The server has not been started.
-
+        Raises :class:`RuntimeError` when the server has not been started.
         """
         if self._server is None:
             msg = "FakeSegment has no URL until start() is called"
@@ -335,7 +329,7 @@ class FakeSegment:
         """Forget recorded requests, messages, errors, counters and pending scripts.
 
         Open connections stay open. In OAuth mode the record of issued tokens
-        (`tokens`, `tokens_issued`) is forgotten too, but the tokens stay valid,
+        (:attr:`tokens`, :attr:`tokens_issued`) is forgotten too, but the tokens stay valid,
         so a client holding one goes on without a new token request.
         """
         self._recorder.clear()
@@ -343,25 +337,21 @@ class FakeSegment:
             self._authority.forget_history()
 
     def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until ``n`` messages in all have been accepted; return `messages`.
+        """Wait until ``n`` messages in all have been accepted; return :attr:`messages`.
 
-        Counts every accepted message since start (or `clear`), including any
+        Counts every accepted message since start (or :meth:`clear`), including any
         forgotten to stay within ``max_messages``.
 
-        Raises:
-            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``
-                seconds (an `AssertionError` and a `TimeoutError`).
-
+        Raises :class:`FakeSegmentTimeoutError` when fewer than ``n`` arrived within
+        ``timeout`` seconds (an :class:`AssertionError` and a :class:`TimeoutError`).
         """
         return self._recorder.wait_for_messages(n, timeout)
 
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Wait until ``n`` requests in all have been received; return `requests`.
+        """Wait until ``n`` requests in all have been received; return :attr:`requests`.
 
-        Raises:
-            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``
-                seconds.
-
+        Raises :class:`FakeSegmentTimeoutError` when fewer than ``n`` arrived within
+        ``timeout`` seconds.
         """
         return self._recorder.wait_for_requests(n, timeout)
 
@@ -389,34 +379,29 @@ class FakeSegment:
         any ``delay``) only if the scripted status is 2xx *and* the request
         passes validation. ``POST /_script`` does the same from another process.
 
-        Args:
-            status: The status code to answer (200-599).
-            headers: Extra response headers, e.g. ``{"Retry-After": "2"}``.
-                Content-Length is always computed.
-            body: The response body: a dict is sent as JSON, a str as UTF-8.
-                None sends ``{"success": true}`` for 2xx, else
-                ``{"success": false, "message": <reason>, "code": <reason_code>}``.
-                Content-Type defaults to application/json for dict/None and
-                text/plain for str/bytes unless ``headers`` sets it.
-            delay: Seconds to wait before answering; cut short (and the
-                connection dropped) by `stop`.
-            drop: Read the request, then close the connection without answering
-                (recorded with status 0).
-            times: How many consecutive POSTs get this answer (default 1).
-            seconds: Instead of ``times``: answer every POST this way for the
-                next ``seconds`` seconds. Since: 0.1.0.
-            endpoint: ``"tracking"`` (every POST but ``/token``) or, in OAuth
-                mode, ``"token"`` (``POST /token``); each has its own scripts.
-                A token script without a body answers
-                ``{"error": <reason_code>, "error_description": <reason>}``;
-                a 2xx one without a body still verifies the assertion and
-                issues the token (before any ``delay``). Since: 0.1.0.
+        - ``status``: The status code to answer (200-599).
+        - ``headers``: Extra response headers, e.g. ``{"Retry-After": "2"}``.
+          Content-Length is always computed.
+        - ``body``: The response body: a dict is sent as JSON, a str as UTF-8. None
+          sends ``{"success": true}`` for 2xx, else ``{"success": false, "message":
+          <reason>, "code": <reason_code>}``. Content-Type defaults to application/json
+          for dict/None and text/plain for str/bytes unless ``headers`` sets it.
+        - ``delay``: Seconds to wait before answering; cut short (and the connection
+          dropped) by :meth:`stop`.
+        - ``drop``: Read the request, then close the connection without answering
+          (recorded with status 0).
+        - ``times``: How many consecutive POSTs get this answer (default 1).
+        - ``seconds``: Instead of ``times``: answer every POST this way for the next
+          ``seconds`` seconds. Since: 0.1.0.
+        - ``endpoint``: ``"tracking"`` (every POST but ``/token``) or, in OAuth mode,
+          ``"token"`` (``POST /token``); each has its own scripts. A token script
+          without a body answers ``{"error": <reason_code>, "error_description":
+          <reason>}``; a 2xx one without a body still verifies the assertion and issues
+          the token (before any ``delay``). Since: 0.1.0.
 
-        Raises:
-            ValueError: status, delay, times or seconds is out of range, both
-                times and seconds are given, or the endpoint is unknown
-                (``"token"`` without OAuth mode).
-
+        Raises :class:`ValueError` when status, delay, times or seconds is out of range,
+        both times and seconds are given, or the endpoint is unknown (``"token"``
+        without OAuth mode).
         """
         script = make_script(status, headers=headers, body=body, delay=delay, drop=drop)
         self._recorder.add_script(script, times=times, seconds=seconds, endpoint=endpoint)
@@ -436,21 +421,17 @@ class FakeSegment:
 
     @property
     def tokens(self) -> list[IssuedToken]:
-        """The access tokens issued since start (or `clear`), oldest first, as they are now.
+        """The access tokens issued since start (or :meth:`clear`), oldest first, as they are now.
 
-        Raises:
-            RuntimeError: Not in OAuth mode.
-
+        Raises :class:`RuntimeError` when not in OAuth mode.
         """
         return self._oauth().tokens
 
     @property
     def tokens_issued(self) -> int:
-        """How many access tokens were issued since start (or `clear`).
+        """How many access tokens were issued since start (or :meth:`clear`).
 
-        Raises:
-            RuntimeError: Not in OAuth mode.
-
+        Raises :class:`RuntimeError` when not in OAuth mode.
         """
         return self._oauth().issued
 
@@ -460,9 +441,7 @@ class FakeSegment:
         A tracking request with a revoked token answers 401 ``invalid_token``;
         the client must ask ``/token`` again.
 
-        Raises:
-            RuntimeError: Not in OAuth mode.
-
+        Raises :class:`RuntimeError` when not in OAuth mode.
         """
         return self._oauth().revoke_all()
 
@@ -472,10 +451,8 @@ class FakeSegment:
 
         Tokens already issued keep their expiry.
 
-        Raises:
-            RuntimeError: Not in OAuth mode.
-            ValueError: Set to less than 1 second.
-
+        Raises :class:`RuntimeError` when not in OAuth mode; :class:`ValueError` when
+        set to less than 1 second.
         """
         return self._oauth().token_lifetime
 
@@ -489,12 +466,10 @@ class FakeSegment:
 
         It judges client assertions' ``iat``/``exp``, stamps the ``Date`` header
         a client reads its skew from, and ages tokens: moving it forward by
-        `token_lifetime` expires every token without waiting.
+        :attr:`token_lifetime` expires every token without waiting.
 
-        Raises:
-            RuntimeError: Not in OAuth mode.
-            ValueError: Set to a non-finite number.
-
+        Raises :class:`RuntimeError` when not in OAuth mode; :class:`ValueError` when
+        set to a non-finite number.
         """
         return self._oauth().clock_offset
 
