@@ -23,8 +23,6 @@ or a FakeSegment that code in Celery/RQ workers sends to):
 Answers are JSON (``{"success": true}`` or Segment's error body) except the
 two listings. Control requests are never recorded, never consume scripts and
 never count as messages. Pure functions over a :class:`Recorder`; no sockets.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ OAuth mode to :mod:`._oauth`, and everything else through :mod:`._rules` and
 the next script of :mod:`._recorder`; it records each request once and writes
 the answer (after a scripted delay, or drops the connection).  :class:`Server` tracks
 client sockets so that :meth:`FakeSegment.stop` can close them.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations

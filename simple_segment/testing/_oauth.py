@@ -9,8 +9,6 @@ requests. It knows nothing of sockets; :class:`FakeSegment` wires it to HTTP.
 This is the only part of the testing kit that needs a third-party package:
 PyJWT with cryptography (``pip install 'pyjwt[crypto]'``), imported when a
 :class:`TokenAuthority` is created, that is only when OAuth mode is used.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 :class:`Recorder` holds all state that request threads share, behind one lock, and
 knows nothing of HTTP or sockets. Waits are bounded by the caller's timeout.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations

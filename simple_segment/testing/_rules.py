@@ -5,8 +5,6 @@ body, and returns the decoded JSON, the write key and a :class:`Verdict` (the st
 the JSON payload to answer and the messages accepted). :class:`FakeSegment` applies it
 to every tracking request; the rules are documented in
 :mod:`simple_segment.testing._server`.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations

@@ -52,8 +52,6 @@ functions), :mod:`._recorder` (recorded state, scripts and waits),
 :mod:`._control` (the control endpoints), :mod:`._oauth` (OAuth mode's
 token authority, the only part that imports PyJWT), :mod:`._http` (the HTTP
 server and its one request handler) and this module (:class:`FakeSegment`).
-
-Since: 0.1.0
 """
 
 from __future__ import annotations
@@ -136,7 +134,6 @@ class FakeSegment:
           outside the lock, before the response is sent. Its exceptions are kept in
           :attr:`errors`, not raised.
         - ``oauth``: Require OAuth, as these settings say (see the class docstring).
-          Since: 0.1.0.
 
         Raises :class:`ValueError` when ``max_messages`` or ``max_requests`` is
         negative, or the OAuth public key is not an RSA key; :class:`ImportError` when
@@ -392,12 +389,12 @@ class FakeSegment:
           (recorded with status 0).
         - ``times``: How many consecutive POSTs get this answer (default 1).
         - ``seconds``: Instead of ``times``: answer every POST this way for the next
-          ``seconds`` seconds. Since: 0.1.0.
+          ``seconds`` seconds.
         - ``endpoint``: ``"tracking"`` (every POST but ``/token``) or, in OAuth mode,
           ``"token"`` (``POST /token``); each has its own scripts. A token script
           without a body answers ``{"error": <reason_code>, "error_description":
           <reason>}``; a 2xx one without a body still verifies the assertion and issues
-          the token (before any ``delay``). Since: 0.1.0.
+          the token (before any ``delay``).
 
         Raises :class:`ValueError` when status, delay, times or seconds is out of range,
         both times and seconds are given, or the endpoint is unknown (``"token"``
