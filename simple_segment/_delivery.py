@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import _messages
-from ._calls import Result
-from ._messages import Message
+from ._messages import Message, Result
 from ._options import BeforeSend, OnError
 from ._transport import Transport
 from ._wire import Envelope, RequestBuffer, decode_messages, encode_message

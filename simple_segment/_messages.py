@@ -26,7 +26,7 @@ from ._version import VERSION
 from ._wire import _InvalidValueError, format_datetime, json_copy, now_iso, plain_str, to_json_value
 from .errors import ValidationError
 
-__all__ = ["Id", "Message", "Properties", "alias", "group", "identify", "page", "screen", "track"]
+__all__ = ["Id", "Message", "Properties", "Result", "alias", "group", "identify", "page", "screen", "track"]
 
 LIBRARY_NAME = "simple_segment"
 MAX_MESSAGE_ID_LENGTH = 100
@@ -59,6 +59,15 @@ class Message(dict[str, Any]):
         if key in _ABSENT_AS_NONE:
             return
         raise KeyError(key)
+
+
+Result: TypeAlias = tuple[bool, Message]
+"""``(ok, msg)``: what every call returns, as in the official library.
+
+``msg`` is the message as sent (or as it would be sent).  ``ok`` is False only when
+nothing was sent for it: delivery failed and ``on_error`` took the error, or a
+``before_send`` hook dropped the message.
+"""
 
 
 # -- argument checks -------------------------------------------------------------
