@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from . import _messages, _scope
 from ._calls import Result
 from ._messages import Message
-from ._options import BeforeSend, OnError
+from ._options import BeforeSend, BeforeSendHooks, OnError
 from ._transport import Transport
 from ._wire import Envelope, RequestBuffer, decode_messages, encode_message
 from .errors import (
@@ -107,7 +107,7 @@ class Delivery:
         transport: Transport,
         send: bool,
         on_error: OnError | None,
-        before_send: BeforeSend | Sequence[BeforeSend] | None,
+        before_send: BeforeSendHooks,
     ) -> None:
         self._envelope = envelope
         self._transport = transport
@@ -279,13 +279,13 @@ class Outbox:
         raise error from failure
 
 
-def _hooks(before_send: BeforeSend | Sequence[BeforeSend] | None) -> tuple[tuple[BeforeSend, str], ...]:
-    # Options has validated it: None, one callable, or a tuple of callables.
+def _hooks(before_send: BeforeSendHooks) -> tuple[tuple[BeforeSend, str], ...]:
+    # Options has made it None, one callable, or a flat tuple of callables.
     if before_send is None:
         return ()
     if callable(before_send):
         return ((before_send, _HOOK),)
-    return tuple((hook, f"before_send[{index}]()") for index, hook in enumerate(before_send))
+    return tuple((hook, f"before_send[{index}]()") for index, hook in enumerate(before_send) if callable(hook))
 
 
 def _decode(encoded: list[bytes]) -> list[Message]:

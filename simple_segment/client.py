@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from ._batch import Batch
 from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSendHooks, OnError, Options, Timeout
 from ._transport import SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
@@ -104,7 +103,7 @@ class Client(Calls):
         total_timeout: float = _D.total_timeout,
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
-        before_send: BeforeSend | Sequence[BeforeSend] | None = _D.before_send,
+        before_send: BeforeSendHooks = _D.before_send,
         stub: bool = False,
     ) -> None:
         try:
@@ -189,7 +188,7 @@ class Client(Calls):
         return self._options.on_error
 
     @property
-    def before_send(self) -> BeforeSend | Sequence[BeforeSend] | None:
+    def before_send(self) -> BeforeSendHooks:
         """``before_send(msg)``, the tuple of hooks run in order when a list was given, or None."""
         return self._options.before_send
 
