@@ -588,3 +588,17 @@ def test_a_retried_celery_like_task_sends_the_same_ids(fake_segment: FakeSegment
     first, second = fake_segment.requests
     assert ids(first.batch) == ids(second.batch) == [stable(task_id, n) for n in range(4)]
     assert all(m["context"]["task"] == task_id for m in first.batch + second.batch)
+
+
+def test_an_on_error_that_raises_does_not_cost_the_other_clients(fake_segment: FakeSegment) -> None:
+    """An exception from a client's on_error propagates from the scope's end, after the other clients were sent."""
+
+    def broken(exc: Exception, messages: list[dict[str, Any]]) -> None:
+        raise RuntimeError("on_error is broken")
+
+    with quick_client(fake_segment, "key-a", on_error=broken) as a, quick_client(fake_segment, "key-b") as b:
+        with pytest.raises(RuntimeError, match="on_error is broken"), scope(defer=True):
+            a.track("u", "A")
+            b.track("u", "B")
+            fake_segment.respond_with(400, times=1)
+    assert [m["event"] for m in fake_segment.messages] == ["B"]
