@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from . import _messages, _scope
+from . import _messages
 from ._calls import Result
 from ._messages import Message
 from ._options import BeforeSend, BeforeSendHooks, OnError
+from ._scope import current as current_scope
 from ._transport import Transport
 from ._wire import Envelope, RequestBuffer, decode_messages, encode_message
 from .errors import (
@@ -127,7 +128,7 @@ class Delivery:
         for a message that cannot be sent (also one a hook returned) and whatever a hook
         itself raises.
         """
-        scope = _scope.current()
+        scope = current_scope()
         if scope is not None and (scope.context or scope.integrations):
             msg = _messages.with_defaults(msg, scope.context, scope.integrations)
         name: str | None = None
@@ -156,7 +157,7 @@ class Delivery:
         msg, data = self.prepare(msg)
         if data is None:
             return False, msg
-        scope = _scope.current()
+        scope = current_scope()
         if scope is not None and scope.pending is not None and scope.pending.hold(self, [data]):
             return True, msg
         return self.deliver([data], [msg]).ok, msg

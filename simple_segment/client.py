@@ -53,8 +53,8 @@ class Client(Calls):
     ``send=False`` (or ``stub=True``) messages are validated and built but nothing is
     sent.  ``before_send(msg)`` sees every message after validation and returns it
     (possibly changed) or None to drop it; a dropped message's call returns
-    ``(False, msg)``.  ``before_send`` may also be a list of hooks, run in order, each
-    given what the previous one returned; a drop ends the chain.
+    ``(False, msg)``.  ``before_send`` may also be a list of hooks (since 0.2.0), run in
+    order, each given what the previous one returned; a drop ends the chain.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
