@@ -602,3 +602,26 @@ def test_an_on_error_that_raises_does_not_cost_the_other_clients(fake_segment: F
             b.track("u", "B")
             fake_segment.respond_with(400, times=1)
     assert [m["event"] for m in fake_segment.messages] == ["B"]
+
+
+def test_mixed_failures_raise_the_non_retryable_error(fake_segment: FakeSegment) -> None:
+    """The error at the end is retryable only when every client's failure was; .unsent keeps client order."""
+    with quick_client(fake_segment, "key-a") as a, quick_client(fake_segment, "key-b", max_retries=0) as b:
+        with pytest.raises(BatchDeliveryError) as info, scope(defer=True):
+            _, a1 = a.track("u", "A1")
+            _, b1 = b.track("u", "B1")
+            fake_segment.respond_with(400, times=1)
+            fake_segment.respond_with(503, times=1)
+    assert not isinstance(info.value, RetryableBatchDeliveryError)
+    assert info.value.unsent == [a1, b1]
+    assert info.value.sent == 0
+
+
+def test_a_batch_opened_outside_a_deferring_scope_sends_itself(fake_segment: FakeSegment) -> None:
+    """Where a batch's messages go is settled when its block begins; the scope's context still applies at the call."""
+    with quick_client(fake_segment) as client:
+        with client.batch() as batch, scope(context={"ip": "5.5.5.5"}, defer=True):
+            batch.track("u", "Batched")
+            client.track("u", "Held")
+        assert [m["event"] for m in fake_segment.messages] == ["Held", "Batched"]
+    assert all(m["context"]["ip"] == "5.5.5.5" for m in fake_segment.messages)
