@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
@@ -23,7 +23,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from ._messages import Message
 
-__all__ = ["DEFAULT_HOST", "BeforeSend", "OnError", "Options", "Timeout"]
+__all__ = ["DEFAULT_HOST", "BeforeSend", "BeforeSendHooks", "OnError", "Options", "Timeout"]
 
 log = logging.getLogger("simple_segment")
 
@@ -43,7 +43,12 @@ OnError = Callable[[Exception, list[dict[str, Any]]], object]
 """``on_error(exception, messages)``: called instead of raising when delivery fails."""
 
 BeforeSend = Callable[["Message"], "Message | None"]
-"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it."""
+"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it.
+
+The ``before_send`` option takes one hook or a list (or tuple) of them, run in order."""
+
+BeforeSendHooks = BeforeSend | Sequence["BeforeSendHooks"] | None
+"""What the ``before_send`` option takes: a hook, None, or a list of these (flattened, None skipped)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -90,14 +95,14 @@ class Options:
     total_timeout: float = DEFAULT_TOTAL_TIMEOUT
     backoff_factor: float = 0.5
     verify: bool | str = True
-    before_send: BeforeSend | None = None
+    before_send: BeforeSendHooks = None
 
     def __post_init__(self) -> None:
         checked = {
             "write_key": _write_key(self.write_key),
             "host": normalize_host(self.host),
             "on_error": _callable_or_none("on_error", self.on_error, "on_error(exception, messages)"),
-            "before_send": _callable_or_none("before_send", self.before_send, "before_send(msg)"),
+            "before_send": _hooks(self.before_send),
             "timeout": _timeout(self.timeout),
             "total_timeout": _seconds("total_timeout", self.total_timeout, minimum=0.001),
             "backoff_factor": _seconds("backoff_factor", self.backoff_factor),
@@ -256,6 +261,28 @@ def _callable_or_none(name: str, value: Any, shape: str) -> Any:  # noqa: ANN401
     if not callable(value):
         raise ConfigurationError(name, f"must be callable as {shape}, or None")
     return value
+
+
+def _hooks(value: object) -> BeforeSend | tuple[BeforeSend, ...] | None:
+    # One hook, or a list/tuple of them run in order (kept as a flat tuple: Options are
+    # immutable).  Falsy means none, as for on_error.  In a list, None is skipped and a
+    # list is spliced in, so an integration adds its hook to whatever the user set with
+    # ``before_send = [before_send, its_hook]``.
+    if isinstance(value, (list, tuple)):
+        return tuple(_flat_hooks(value, "")) or None
+    single: BeforeSend | None = _callable_or_none("before_send", value, "before_send(msg) or a list of such hooks")
+    return single
+
+
+def _flat_hooks(hooks: list[object] | tuple[object, ...], path: str) -> Iterator[BeforeSend]:
+    for index, hook in enumerate(hooks):
+        if isinstance(hook, (list, tuple)):
+            yield from _flat_hooks(hook, f"{path}[{index}]")
+        elif callable(hook):
+            yield hook
+        elif hook is not None:
+            reason = f"{path}[{index}] must be callable as before_send(msg), not {type(hook).__name__}"
+            raise ConfigurationError("before_send", reason)
 
 
 def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:
