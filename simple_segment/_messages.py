@@ -23,7 +23,17 @@ from uuid import UUID
 
 from ._ids import next_message_id
 from ._version import VERSION
-from ._wire import _InvalidValueError, format_datetime, json_copy, now_iso, plain_str, to_json_value
+from ._wire import (
+    FOREIGN,
+    _InvalidValueError,
+    describe,
+    foreign_scalar,
+    format_datetime,
+    json_copy,
+    now_iso,
+    plain_str,
+    to_json_value,
+)
 from .errors import ValidationError
 
 __all__ = ["Id", "Message", "Properties", "Result", "alias", "group", "identify", "page", "screen", "track"]
@@ -76,6 +86,10 @@ nothing was sent for it: delivery failed and ``on_error`` took the error, or a
 def _id(value: object, field: str) -> str | None:
     if value is None or type(value) is str:
         return value
+    if type(value).__module__.startswith(FOREIGN):  # a DataFrame's value: numpy int, NaN, NA
+        value = _foreign(value, field)
+        if value is None:
+            return None
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, str):
@@ -91,6 +105,13 @@ def _id(value: object, field: str) -> str | None:
     except Exception as exc:
         reason = "an int with too many digits to send" if isinstance(value, int) else "could not be made a str"
         raise ValidationError(field, reason) from exc
+
+
+def _foreign(value: object, field: str) -> object:
+    try:
+        return foreign_scalar(value)
+    except Exception as exc:
+        raise ValidationError(field, f"could not be read: {describe(exc)}") from exc
 
 
 def _required_id(value: object, field: str) -> str:
@@ -124,6 +145,8 @@ def _optional_str(value: object, field: str) -> str | None:
 
 
 def _timestamp(value: object) -> str:
+    if type(value).__module__.startswith(FOREIGN):  # numpy.datetime64; NaT is no timestamp given
+        value = _foreign(value, "timestamp")
     if value is None:
         return now_iso()
     if not isinstance(value, dt.datetime):

@@ -146,12 +146,15 @@ def _convert(value: Any, depth: int) -> Any:  # noqa: ANN401 - any caller value
         raise _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels (or a circular reference)")
     depth += 1
     if kind is dict:
-        return {
+        converted = {
             (key if type(key) is str else _json_key(key, value)): (
                 item if type(item) in _PLAIN else _convert(item, depth)
             )
             for key, item in value.items()
         }
+        if len(converted) != len(value):  # two keys became one string: one value would be lost
+            raise _InvalidValueError("two keys become the same string")
+        return converted
     if kind is list or kind is tuple:
         return [item if type(item) in _PLAIN else _convert(item, depth) for item in value]
     if kind is dt.datetime and type(value.tzinfo) is dt.timezone:  # the common aware datetime: no caller code runs
@@ -167,6 +170,10 @@ def _convert(value: Any, depth: int) -> Any:  # noqa: ANN401 - any caller value
 
 
 def _convert_other(value: Any, depth: int) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912 - one branch per row of the table
+    if type(value).__module__.startswith(FOREIGN):
+        value = foreign_scalar(value)  # then the rows below, once (a Timestamp is a datetime)
+        if type(value) in _PLAIN:
+            return value
     if isinstance(value, Enum):
         return _convert(value.value, depth)
     if isinstance(value, bool):
@@ -199,28 +206,97 @@ def _convert_other(value: Any, depth: int) -> Any:  # noqa: ANN401, C901, PLR091
     raise _InvalidValueError(f"{type(value).__name__} is not JSON serializable")
 
 
+FOREIGN = ("numpy", "pandas")
+"""Modules whose scalars are converted by :func:`foreign_scalar` (neither is imported)."""
+
+
+def foreign_scalar(value: Any) -> Any:  # noqa: ANN401 - a numpy or pandas scalar
+    """Return a numpy or pandas scalar as the Python value it stands for; None for a missing one.
+
+    These are the values a DataFrame hands over: numpy integers, floats and bools
+    (``.item()``), ``datetime64`` (a naive ``datetime``, taken as UTC like every naive
+    one), ``Timestamp`` (a ``datetime`` already); ``NaN``, ``NaT`` and ``NA`` mean "no
+    value" there, so they are None.  Neither library is imported: the value is
+    recognised by its type's module and used through its own methods.
+    """
+    kind = type(value)
+    if kind.__name__ in ("NAType", "NaTType"):
+        return None
+    if isinstance(value, dt.datetime):  # pandas.Timestamp
+        return value
+    dtype = getattr(value, "dtype", None)
+    if getattr(dtype, "kind", "") == "M":  # numpy.datetime64: item() of [ns] is an int, of [us] a datetime
+        value = value.astype("datetime64[us]").item()
+        if value is not None and not isinstance(value, dt.datetime):
+            raise _InvalidValueError("datetime64 is outside the range of a datetime")
+        return value
+    item = getattr(value, "item", None)
+    if item is None:
+        return value
+    value = item()
+    if isinstance(value, float) and value != value:  # noqa: PLR0124 - NaN: a DataFrame's missing number
+        return None
+    return value
+
+
 def _json_key(key: Any, mapping: Mapping[Any, Any]) -> str:  # noqa: ANN401 - any dict key
     # Keys become strings the way json.dumps writes them, so the wire matches the
     # official library's: 1 -> "1", 1.5 -> "1.5", True -> "true"; an Enum is its value.
+    original = key
     if isinstance(key, Enum):
         try:
             key = key.value
         except Exception as exc:
             raise _InvalidValueError(f"Enum key has no usable value: {describe(exc)}") from exc
+    elif type(key).__module__.startswith(FOREIGN):
+        key = foreign_scalar(key)
     if isinstance(key, str):
-        return plain_str(key)
+        text = plain_str(key)
+        if _collides(original, text, mapping):
+            raise _InvalidValueError(f"key {safe_repr(original)} collides with key {text!r} once made a string")
+        return text
     if not isinstance(key, (bool, int, float)) or isinstance(key, Enum):
         raise _InvalidValueError(f"dict keys must be str, int, float or bool, not {type(key).__name__}")
     if isinstance(key, float) and not math.isfinite(key):
         raise _InvalidValueError("a dict key must be a finite number")
     try:
         text = _encode(key)
-        collides = text in mapping
+        collides = text in mapping or _collides(original, text, mapping)
     except Exception as exc:
         raise _InvalidValueError(f"dict key could not be made a string: {describe(exc)}") from exc
     if collides:
-        raise _InvalidValueError(f"key {safe_repr(key)} collides with key {text!r} once made a string")
+        raise _InvalidValueError(f"key {safe_repr(original)} collides with key {text!r} once made a string")
     return text
+
+
+def _collides(key: object, text: str, mapping: Mapping[Any, Any]) -> bool:
+    # Two keys that become one string would leave one value silently dropped.  Cheap in the
+    # common case: the conversion checks the converted dict's size, and this full look runs
+    # only to say which key it was (and for the keys a str already holds).
+    if len(mapping) < 2:  # noqa: PLR2004
+        return False
+    for other in mapping:
+        if other is key:
+            continue
+        if type(other) is str:
+            if other == text:
+                return True
+            continue
+        try:
+            other_text = _json_key_text(other)
+        except Exception:  # noqa: BLE001, S112 - that key's own problem is reported on its own
+            continue
+        if other_text == text:
+            return True
+    return False
+
+
+def _json_key_text(key: Any) -> str:  # noqa: ANN401 - any dict key
+    if isinstance(key, Enum):
+        key = key.value
+    elif type(key).__module__.startswith(FOREIGN):
+        key = foreign_scalar(key)
+    return plain_str(key) if isinstance(key, str) else _encode(key)
 
 
 def json_copy(value: Any) -> Any:  # noqa: ANN401 - a JSON value
