@@ -22,8 +22,7 @@ from typing import Any, ParamSpec, TypeAlias
 from uuid import UUID
 
 from ._ids import next_message_id
-from ._version import VERSION
-from ._wire import (
+from ._values import (
     FOREIGN,
     _InvalidValueError,
     describe,
@@ -34,6 +33,7 @@ from ._wire import (
     plain_str,
     to_json_value,
 )
+from ._version import VERSION
 from .errors import ValidationError
 
 __all__ = ["Id", "Message", "Properties", "Result", "alias", "group", "identify", "page", "screen", "track"]
