@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_segment import (
     APIError,
     Client,
-    DeliveryError,
     NetworkError,
     RateLimitError,
     ServerError,
@@ -173,7 +172,7 @@ def test_a_retry_after_past_the_budget_raises_rate_limit_error_at_once() -> None
 
 
 def test_a_slow_answer_spends_the_budget() -> None:
-    """A handler that takes 5 s of fake time per answer: the attempt that would start after total_timeout is not made."""
+    """A handler taking 5 s of fake time per answer: the answer that comes after total_timeout is a NetworkError."""
     clock = FakeClock()
 
     def slow(_request: MockRequest) -> int:
@@ -181,10 +180,11 @@ def test_a_slow_answer_spends_the_budget() -> None:
         return 503
 
     transport = MockTransport(slow, clock=clock)
-    with pytest.raises(DeliveryError):
+    with pytest.raises(NetworkError, match="total_timeout ran out") as info:
         mock_client(transport, total_timeout=12, max_retries=10, backoff_factor=0.1).track("u", "E")
     assert transport.clock is clock
-    assert len(transport.requests) == 3  # 5 s each (and short waits): a fourth would start after 12 s
+    assert len(transport.requests) == 3  # 5 s each (and short waits): the third answer comes after 12 s
+    assert info.value.attempts == 3
     assert clock.now - 1_000.0 < 12 + 5
 
 

@@ -66,11 +66,21 @@ class SeamEndpoint:
     def __repr__(self) -> str:
         return f"<SeamEndpoint {self.url} {self._seam!r}>"
 
-    def exchange(self, body: bytes, headers: Mapping[str, str], remaining: float) -> Answer:  # noqa: ARG002 - Endpoint's signature
-        """Hand the request to the transport and return its answer (at most ``MAX_ERROR_BODY`` bytes of body)."""
+    def exchange(self, body: bytes, headers: Mapping[str, str], remaining: float) -> Answer:
+        """Hand the request to the transport and return its answer (at most ``MAX_ERROR_BODY`` bytes of body).
+
+        Raises what the transport raises, and :class:`TimeoutError` when its answer took
+        longer than ``remaining`` on its clock (a handler that advanced a fake clock),
+        as the deadline sockets would have on the network.
+        """
         # The headers http.client would add, in its order (as Transport.wire_headers shows them).
         sent = {"Host": self._host, "Accept-Encoding": "identity", **headers, "Content-Length": str(len(body))}
+        clock = self._seam.clock
+        started = clock.monotonic() if clock is not None else 0.0
         status, answer_headers, answer_body = self._seam.handle("POST", self.url, sent, body)
+        if clock is not None and clock.monotonic() - started > remaining:
+            msg = "total_timeout ran out before the answer was complete"
+            raise TimeoutError(msg)
         try:
             reason = http.HTTPStatus(status).phrase
         except ValueError:

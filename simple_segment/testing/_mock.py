@@ -133,8 +133,10 @@ class MockTransport:
 
     The client waits (backoff, Retry-After) and keeps time (``total_timeout``, a
     token's life) on ``clock``, a :class:`FakeClock` unless given: nothing sleeps.
-    ``requests`` lists every request handled, in order.  Proxies and ``verify`` do
-    not apply.
+    A handler may ``clock.advance()`` to play a slow answer: one that ends after the
+    call's ``total_timeout`` fails as a network timeout would.  ``requests`` lists
+    every request handled, in order.  Proxies, ``verify`` and the per-attempt
+    ``timeout`` (of socket operations) do not apply.
 
     Since: 0.2.0
     """
