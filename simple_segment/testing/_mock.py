@@ -12,11 +12,9 @@ from __future__ import annotations
 import gzip
 import json as _json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from urllib3 import HTTPHeaderDict
 
 __all__ = ["FakeClock", "Handler", "MockRequest", "MockResponse", "MockTransport"]
 
@@ -54,6 +52,29 @@ class FakeClock:
         """Move time on by ``seconds`` without recording a wait (a token growing old, a slow answer)."""
         with self._lock:
             self.now += seconds
+
+
+class _Headers(Mapping[str, str]):
+    """Headers in the order sent, looked up case-insensitively (without importing an HTTP library)."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._items = dict(headers)
+        self._folded = {name.lower(): value for name, value in self._items.items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._folded[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._folded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return repr(self._items)
 
 
 @dataclass(frozen=True)
@@ -154,7 +175,7 @@ class MockTransport:
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         """Answer one request with the handler: the seam ``Client`` calls.  Raises TypeError for an unusable answer."""
-        request = MockRequest(method, url, HTTPHeaderDict(headers), body)
+        request = MockRequest(method, url, _Headers(headers), body)
         self.requests.append(request)
         return _answer(self.handler(request))
 
