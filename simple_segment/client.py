@@ -11,7 +11,7 @@ from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
 from ._options import BeforeSendHooks, OnError, Options, Timeout, given
-from ._transport import SystemClock, Transport, without_traceback
+from ._transport import HTTPTransport, SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
 from .errors import ConfigurationError
@@ -56,6 +56,12 @@ class Client(Calls):
     (possibly changed) or None to drop it; a dropped message's call returns
     ``(False, msg)``.  ``before_send`` may also be a list of hooks (since 0.2.0), run in
     order, each given what the previous one returned; a drop ends the chain.
+
+    ``transport`` replaces the network for tests: each request (the token requests of
+    OAuth too) goes to it, for example a :class:`simple_segment.testing.MockTransport`,
+    below the retries, the deadline and the error mapping, which work as they do over
+    the network; waits and deadlines use its clock.  It is not an option (not in
+    :attr:`options`, not a module setting): proxies and ``verify`` do not apply to it.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
@@ -106,6 +112,7 @@ class Client(Calls):
         verify: bool | str = _D.verify,
         before_send: BeforeSendHooks = _D.before_send,
         stub: bool = False,
+        transport: HTTPTransport | None = None,
     ) -> None:
         try:
             if not isinstance(stub, bool):
@@ -136,10 +143,10 @@ class Client(Calls):
                 verify=verify,
                 before_send=before_send,
             )
-            clock = SystemClock()
-            tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT) if options.oauth else None
+            clock = (transport.clock if transport is not None else None) or SystemClock()
+            tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT, seam=transport) if options.oauth else None
             # Made now, so proxy and CA variables are read when the client is (documented).
-            transport = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens)
+            http = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens, seam=transport)
         except ConfigurationError as exc:
             error: ConfigurationError | None = exc
         else:
@@ -150,10 +157,10 @@ class Client(Calls):
             del write_key, oauth_client_key, proxies
             raise error.with_traceback(None) from without_traceback(error.__cause__)
         self._options = options
-        self._transport = transport
+        self._transport = http
         self._delivery = Delivery(
             envelope=Envelope(options.write_key or ""),
-            transport=transport,
+            transport=http,
             send=options.send,
             on_error=options.on_error,
             before_send=options.before_send,

@@ -1,7 +1,8 @@
-"""The retry policy, driven through the transport's clock seam: no test here sleeps for real.
+"""The retry policy, driven through the public transport seam: no test here sleeps for real.
 
-Each test posts real requests to FakeSegment over loopback; only the waiting between
-attempts goes through a fake clock, which records each wait and moves time forward.
+Each test hands the client's requests to a MockTransport scripted per attempt; the
+waiting between attempts goes to its FakeClock, which records each wait and moves
+time forward.  (The same policy over real sockets: test_delivery.py, test_faults.py.)
 """
 
 from __future__ import annotations
@@ -13,48 +14,53 @@ from typing import Any
 import pytest
 from conftest import WRITE_KEY
 
-from simple_segment import APIError, NetworkError, Options, RateLimitError, ServerError
-from simple_segment._messages import track
-from simple_segment._transport import Transport
-from simple_segment._wire import Envelope, encode_message
-from simple_segment.testing import FakeSegment
+from simple_segment import APIError, Client, NetworkError, RateLimitError, ServerError
+from simple_segment.testing import FakeClock, MockRequest, MockResponse, MockTransport
 
 
-class FakeClock:
-    """Time that moves only when the transport waits."""
+class Script:
+    """Answers the requests in order: ``respond_with(status, headers, times)`` queues answers, then 200."""
 
     def __init__(self) -> None:
-        self.now = 1_000.0
-        self.waits: list[float] = []
+        self.answers: list[Any] = []
+        self.transport = MockTransport(self.answer)
 
-    def monotonic(self) -> float:
-        return self.now
+    def answer(self, _request: MockRequest) -> Any:
+        return self.answers.pop(0) if self.answers else 200
 
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
+    def respond_with(self, status: int, *, headers: dict[str, str] | None = None, times: int = 1) -> None:
+        self.answers += [MockResponse(status, headers)] * times
 
+    def clear(self) -> None:
+        self.answers.clear()
+        self.transport.requests.clear()
 
-def post(server: FakeSegment, clock: FakeClock, **options: Any) -> Any:
-    settings = {"write_key": WRITE_KEY, "host": server.url, "timeout": 2.0, "total_timeout": 60.0, **options}
-    transport = Transport(Options(**settings), user_agent="test", clock=clock)
-    encoded = [encode_message(track("u", "E"))]
-    try:
-        return transport.post(lambda: Envelope(WRITE_KEY).render(encoded))
-    finally:
-        transport.close()
+    @property
+    def requests(self) -> list[MockRequest]:
+        return self.transport.requests
 
 
-def test_retry_after_seconds_is_waited(fake_segment: FakeSegment) -> None:
+@pytest.fixture
+def fake_segment() -> Script:
+    return Script()
+
+
+def post(server: Script, clock: FakeClock, **options: Any) -> Any:
+    server.transport.clock = clock
+    settings = {"host": "https://api.example.test", "timeout": 2.0, "total_timeout": 60.0, **options}
+    return Client(WRITE_KEY, transport=server.transport, **settings).track("u", "E")
+
+
+def test_retry_after_seconds_is_waited(fake_segment: Script) -> None:
     """429 with Retry-After: 7 waits exactly 7 s before the second attempt."""
     fake_segment.respond_with(429, headers={"Retry-After": "7"})
     clock = FakeClock()
-    delivered = post(fake_segment, clock)
-    assert delivered.attempts == 2
+    assert post(fake_segment, clock)[0] is True
+    assert len(fake_segment.requests) == 2
     assert clock.waits == [7.0]
 
 
-def test_retry_after_http_date_is_waited(fake_segment: FakeSegment) -> None:
+def test_retry_after_http_date_is_waited(fake_segment: Script) -> None:
     """Retry-After as an HTTP-date in 20 s waits about 20 s."""
     fake_segment.respond_with(503, headers={"Retry-After": formatdate(time.time() + 20, usegmt=True)})
     clock = FakeClock()
@@ -63,7 +69,7 @@ def test_retry_after_http_date_is_waited(fake_segment: FakeSegment) -> None:
     assert 17 <= wait <= 21
 
 
-def test_backoff_grows_exponentially_with_jitter(fake_segment: FakeSegment) -> None:
+def test_backoff_grows_exponentially_with_jitter(fake_segment: Script) -> None:
     """503 three times: waits grow about twofold each time, each within factor * 2**n and that plus jitter."""
     fake_segment.respond_with(503, times=3)
     clock = FakeClock()
@@ -73,7 +79,7 @@ def test_backoff_grows_exponentially_with_jitter(fake_segment: FakeSegment) -> N
         assert 2**n <= wait <= 2**n + 1.0, clock.waits
 
 
-def test_first_retry_waits_too(fake_segment: FakeSegment) -> None:
+def test_first_retry_waits_too(fake_segment: Script) -> None:
     """The first retry is not immediate: it waits its backoff (urllib3 alone would give 0)."""
     fake_segment.respond_with(503)
     clock = FakeClock()
@@ -82,7 +88,7 @@ def test_first_retry_waits_too(fake_segment: FakeSegment) -> None:
     assert wait >= 0.5
 
 
-def test_retry_after_beyond_budget_gives_up_without_waiting(fake_segment: FakeSegment) -> None:
+def test_retry_after_beyond_budget_gives_up_without_waiting(fake_segment: Script) -> None:
     """A Retry-After longer than what is left of total_timeout raises at once."""
     fake_segment.respond_with(429, headers={"Retry-After": "30"}, times=2)
     clock = FakeClock()
@@ -93,7 +99,7 @@ def test_retry_after_beyond_budget_gives_up_without_waiting(fake_segment: FakeSe
     assert len(fake_segment.requests) == 1
 
 
-def test_max_rate_limit_duration_caps_a_retry_after(fake_segment: FakeSegment) -> None:
+def test_max_rate_limit_duration_caps_a_retry_after(fake_segment: Script) -> None:
     """A Retry-After above max_rate_limit_duration is not waited for."""
     fake_segment.respond_with(429, headers={"Retry-After": "20"}, times=2)
     clock = FakeClock()
@@ -106,7 +112,7 @@ def test_max_rate_limit_duration_caps_a_retry_after(fake_segment: FakeSegment) -
     assert clock.waits == [20.0]
 
 
-def test_max_total_backoff_duration_caps_the_waits(fake_segment: FakeSegment) -> None:
+def test_max_total_backoff_duration_caps_the_waits(fake_segment: Script) -> None:
     """Waiting stops once the next wait would take the total past max_total_backoff_duration."""
     fake_segment.respond_with(503, times=10)
     clock = FakeClock()
@@ -117,7 +123,7 @@ def test_max_total_backoff_duration_caps_the_waits(fake_segment: FakeSegment) ->
     assert info.value.attempts == 3
 
 
-def test_budget_counts_the_waits(fake_segment: FakeSegment) -> None:
+def test_budget_counts_the_waits(fake_segment: Script) -> None:
     """total_timeout includes the waits: the attempt that would start after it is not made."""
     fake_segment.respond_with(503, times=10)
     clock = FakeClock()
@@ -127,7 +133,7 @@ def test_budget_counts_the_waits(fake_segment: FakeSegment) -> None:
     assert len(fake_segment.requests) == len(clock.waits) + 1
 
 
-def test_413_is_not_retried_even_with_retry_after(fake_segment: FakeSegment) -> None:
+def test_413_is_not_retried_even_with_retry_after(fake_segment: Script) -> None:
     """A body too large never shrinks: 413 with Retry-After is not retried."""
     fake_segment.respond_with(413, headers={"Retry-After": "1"})
     clock = FakeClock()
@@ -139,15 +145,16 @@ def test_413_is_not_retried_even_with_retry_after(fake_segment: FakeSegment) -> 
     assert len(fake_segment.requests) == 1
 
 
-def test_connection_refused_is_retried_with_backoff() -> None:
-    """No server: every attempt is refused, each retry waits, and a retryable NetworkError ends it."""
-    with FakeSegment() as server:
-        url = server.url
+def test_connection_refused_is_retried_with_backoff(fake_segment: Script) -> None:
+    """Every attempt is refused, each retry waits, and a retryable NetworkError ends it."""
+
+    def refuse(_request: MockRequest) -> int:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    fake_segment.transport.handler = refuse
     clock = FakeClock()
-    settings = {"write_key": WRITE_KEY, "host": url, "max_retries": 2, "backoff_factor": 0.5}
-    transport = Transport(Options(**settings), user_agent="test", clock=clock)
     with pytest.raises(NetworkError) as info:
-        transport.post(lambda: b'{"batch":[]}')
+        post(fake_segment, clock, max_retries=2, backoff_factor=0.5)
     assert info.value.attempts == 3
     assert len(clock.waits) == 2
     assert info.value.retryable

@@ -13,7 +13,15 @@ from typing import Any
 import simple_segment
 import simple_segment as analytics
 from simple_segment import Batch, Client, DeliveryError, Message, Options, Pending, Result, RetryableError, Scope
-from simple_segment.testing import Captured, FakeSegment, capture
+from simple_segment.testing import (
+    Captured,
+    FakeClock,
+    FakeSegment,
+    MockRequest,
+    MockResponse,
+    MockTransport,
+    capture,
+)
 
 
 def module_api() -> None:
@@ -121,6 +129,30 @@ def testing_kit() -> None:
         messages: list[dict[str, Any]] = server.by_event("E")
     del first, url, messages
 
+
+
+def mock_transport() -> None:
+    def handler(request: MockRequest) -> MockResponse | int:
+        payload: Any = request.json()
+        method: str = request.method
+        url: str = request.url
+        sent: bytes = request.body
+        plain: bytes = request.content
+        retry: str | None = request.headers.get("X-Retry-Count")
+        del payload, method, url, sent, plain, retry
+        return MockResponse(429, {"Retry-After": "1"}) if len(transport.requests) == 1 else 200
+
+    clock = FakeClock(start=0.0)
+    transport = MockTransport(handler, clock=clock)
+    Client("key", transport=transport).track("u", "E")
+    MockTransport(lambda request: (200, {"X-A": "1"}, b"{}"))
+    MockTransport(lambda request: MockResponse(json={"success": True}))
+    clock.advance(30)
+    waits: list[float] = transport.clock.waits
+    requests: list[MockRequest] = transport.requests
+    Client("key", transport="https://example.com")  # type: ignore[arg-type]
+    MockTransport(lambda request: "OK")  # type: ignore[arg-type, return-value]
+    del waits, requests
 
 def integrations() -> None:
     from redis import Redis
