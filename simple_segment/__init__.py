@@ -22,6 +22,7 @@ import logging
 import sys
 import threading
 import types
+from collections.abc import Sequence
 from typing import Any
 
 from . import _messages, _options
@@ -30,6 +31,7 @@ from ._calls import Result, forward
 from ._ids import stable_ids
 from ._messages import Id, Message, Properties
 from ._options import BeforeSend, OnError, Options, Timeout
+from ._scope import Pending, Scope, scope
 from ._version import VERSION
 from .client import Client
 from .errors import (
@@ -66,11 +68,13 @@ __all__ = [
     "NetworkError",
     "OnError",
     "Options",
+    "Pending",
     "Properties",
     "RateLimitError",
     "Result",
     "RetryableBatchDeliveryError",
     "RetryableError",
+    "Scope",
     "SegmentError",
     "ServerError",
     "Timeout",
@@ -86,6 +90,7 @@ __all__ = [
     "identify",
     "join",
     "page",
+    "scope",
     "screen",
     "shutdown",
     "stable_ids",
@@ -118,7 +123,7 @@ max_rate_limit_duration: float = Options.max_rate_limit_duration
 total_timeout: float = Options.total_timeout
 backoff_factor: float = Options.backoff_factor
 verify: bool | str = Options.verify
-before_send: BeforeSend | None = Options.before_send
+before_send: BeforeSend | Sequence[BeforeSend] | None = Options.before_send
 
 _SETTINGS = _options.names()
 """Every option is a module setting of the same name."""

@@ -282,19 +282,38 @@ screen = _retyped(page, "screen", "Record a mobile screen view (``name`` within 
 
 
 def with_defaults(msg: Message, context: dict[str, Any] | None, integrations: dict[str, Any] | None) -> Message:
-    """Return ``msg`` with batch-level ``context``/``integrations`` merged under its own.
+    """Return ``msg`` with default ``context``/``integrations`` (a batch's, a scope's) merged under its own.
 
-    The merge is one level deep: a key the message sets wins over the same key of the
-    defaults, whatever its value.  ``msg`` itself is not modified, and each message gets
-    its own copy of the defaults (a hook or a caller changing one message's nested
-    context cannot change the next message's).
+    The merge is recursive (:func:`merged_under`): a key the message sets wins over
+    the same key of the defaults, and where both hold a dict (``context["page"]``)
+    the two are merged key by key.  ``msg`` itself is not modified, and each message
+    gets its own copy of the defaults (a hook or a caller changing one message's
+    nested context cannot change the next message's).
     """
     msg = Message(msg)
     if context:
-        msg["context"] = {**json_copy(context), **msg["context"]}
+        msg["context"] = merged_under(msg["context"], context)
     if integrations:
-        msg["integrations"] = {**json_copy(integrations), **msg["integrations"]}
+        msg["integrations"] = merged_under(msg["integrations"], integrations)
     return msg
+
+
+def merged_under(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Return a new dict: ``defaults`` (copied) with ``own`` over it, dicts found in both merged recursively.
+
+    Both are converted JSON values; the defaults' keys come first, as ``{**defaults, **own}`` orders them.
+    """
+    result: dict[str, Any] = {}
+    for key, under in defaults.items():
+        if key not in own:
+            result[key] = json_copy(under)
+        else:
+            value = own[key]
+            result[key] = merged_under(value, under) if type(value) is dict and type(under) is dict else value
+    for key, value in own.items():
+        if key not in result:
+            result[key] = value
+    return result
 
 
 _REQUIRED = {

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
@@ -37,7 +37,9 @@ OnError = Callable[[Exception, list[dict[str, Any]]], object]
 """``on_error(exception, messages)``: called instead of raising when delivery fails."""
 
 BeforeSend = Callable[["Message"], "Message | None"]
-"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it."""
+"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it.
+
+The ``before_send`` option takes one hook or a list (or tuple) of them, run in order."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -84,14 +86,14 @@ class Options:
     total_timeout: float = 30.0
     backoff_factor: float = 0.5
     verify: bool | str = True
-    before_send: BeforeSend | None = None
+    before_send: BeforeSend | Sequence[BeforeSend] | None = None
 
     def __post_init__(self) -> None:
         checked = {
             "write_key": _write_key(self.write_key),
             "host": normalize_host(self.host),
             "on_error": _callable_or_none("on_error", self.on_error, "on_error(exception, messages)"),
-            "before_send": _callable_or_none("before_send", self.before_send, "before_send(msg)"),
+            "before_send": _hooks(self.before_send),
             "timeout": _timeout(self.timeout),
             "total_timeout": _seconds("total_timeout", self.total_timeout, minimum=0.001),
             "backoff_factor": _seconds("backoff_factor", self.backoff_factor),
@@ -246,6 +248,19 @@ def _callable_or_none(name: str, value: Any, shape: str) -> Any:  # noqa: ANN401
     if not callable(value):
         raise ConfigurationError(name, f"must be callable as {shape}, or None")
     return value
+
+
+def _hooks(value: object) -> BeforeSend | tuple[BeforeSend, ...] | None:
+    # One hook, or a list/tuple of them run in order (kept as a tuple: Options are immutable);
+    # falsy means none, as for on_error.  An integration adds its hook to the user's list.
+    if isinstance(value, (list, tuple)):
+        for index, hook in enumerate(value):
+            if not callable(hook):
+                reason = f"[{index}] must be callable as before_send(msg), not {type(hook).__name__}"
+                raise ConfigurationError("before_send", reason)
+        return tuple(value) or None
+    single: BeforeSend | None = _callable_or_none("before_send", value, "before_send(msg) or a list of such hooks")
+    return single
 
 
 def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ._batch import Batch
 from ._calls import Calls, Result
@@ -53,7 +54,8 @@ class Client(Calls):
     ``send=False`` (or ``stub=True``) messages are validated and built but nothing is
     sent.  ``before_send(msg)`` sees every message after validation and returns it
     (possibly changed) or None to drop it; a dropped message's call returns
-    ``(False, msg)``.
+    ``(False, msg)``.  ``before_send`` may also be a list of hooks, run in order, each
+    given what the previous one returned; a drop ends the chain.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
@@ -102,7 +104,7 @@ class Client(Calls):
         total_timeout: float = _D.total_timeout,
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
-        before_send: BeforeSend | None = _D.before_send,
+        before_send: BeforeSend | Sequence[BeforeSend] | None = _D.before_send,
         stub: bool = False,
     ) -> None:
         try:
@@ -187,8 +189,8 @@ class Client(Calls):
         return self._options.on_error
 
     @property
-    def before_send(self) -> BeforeSend | None:
-        """``before_send(msg)``, or None."""
+    def before_send(self) -> BeforeSend | Sequence[BeforeSend] | None:
+        """``before_send(msg)``, the tuple of hooks run in order when a list was given, or None."""
         return self._options.before_send
 
     @property

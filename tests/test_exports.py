@@ -22,7 +22,7 @@ SUPPORTED = {
         "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
         "RetryableBatchDeliveryError", "RetryableError",
         "identify", "track", "page", "screen", "group", "alias", "batch", "flush", "join", "shutdown",
-        "default_client", "stable_ids",
+        "default_client", "stable_ids", "scope", "Scope", "Pending",
     ],
     "simple_segment.client": ["Client"],
     "simple_segment.errors": [

@@ -12,7 +12,7 @@ from typing import Any
 
 import simple_segment
 import simple_segment as analytics
-from simple_segment import Batch, Client, DeliveryError, Message, Options, Result, RetryableError
+from simple_segment import Batch, Client, DeliveryError, Message, Options, Pending, Result, RetryableError, Scope
 from simple_segment.testing import Captured, FakeSegment, capture
 
 
@@ -71,6 +71,30 @@ def client_api() -> Result:
         del host, retries, default_timeout, options, checked, sent
         Client("key", bogus=True)  # type: ignore[call-arg]
         return client.track(user_id=1, event="E", message_id="m-1")
+
+
+def scopes() -> None:
+    def add_app(msg: Message) -> Message | None:
+        return msg
+
+    analytics.before_send = [add_app, lambda msg: None]
+    analytics.before_send = (add_app,)
+    Client("key", before_send=[add_app, add_app])
+    with simple_segment.scope(context={"ip": "10.0.0.1", "page": {"path": "/"}}, integrations={"All": True}) as outer:
+        entered: Scope = outer
+        with simple_segment.scope(defer=True), analytics.batch() as batch:
+            batch.track("u", "E")
+            ok, msg = analytics.track("u", "E")
+    request = simple_segment.scope(context={"ip": "10.0.0.1"}, defer=True)
+    request.__enter__()
+    pending: Pending = request.detach()
+    count: int = len(pending)
+    ids: list[str] = pending.message_ids()
+    pending.deliver()
+    simple_segment.scope({"ip": "x"})  # type: ignore[call-arg]
+    simple_segment.scope(defer="yes")  # type: ignore[arg-type]
+    Client("key", before_send=[1])  # type: ignore[list-item]
+    del entered, ok, msg, count, ids
 
 
 def errors() -> None:
