@@ -161,7 +161,7 @@ def test_wsgi_delivers_after_close_with_the_request_context(fake_segment: FakeSe
     """Nothing is sent while the response is written; close() sends one batch carrying the context."""
     def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        ok, msg = client.track("u1", "Viewed Cart", context={"page": {"title": "Cart"}})
+        ok, _ = client.track("u1", "Viewed Cart", context={"page": {"title": "Cart"}})
         assert ok
         client.track("u1", "Second")
         return [b"ok"]

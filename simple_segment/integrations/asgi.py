@@ -130,6 +130,7 @@ class SegmentMiddleware:
         self.trust_forwarded = trust_forwarded
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection: HTTP requests in a scope, anything else passed through."""
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return

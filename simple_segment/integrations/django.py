@@ -72,6 +72,7 @@ class SegmentMiddleware:
             importlib.import_module("asgiref.sync").markcoroutinefunction(self)
 
     def __call__(self, request: Any) -> Any:  # noqa: ANN401 - Django's HttpRequest/HttpResponse, not imported
+        """Run the rest of the stack in the request's scope; deliver when the response is closed."""
         if self._async:
             return self._acall(request)
         request_scope = self._scope(request)
@@ -92,7 +93,7 @@ class SegmentMiddleware:
         try:
             response = await self.get_response(request)
         except BaseException:
-            deliver_pending_off_loop(request_scope.detach())
+            _deliver_off_loop(request_scope.detach())
             raise
         pending = request_scope.detach()
         if pending:
@@ -102,7 +103,7 @@ class SegmentMiddleware:
                 # Django calls close() in a worker thread (sync_to_async): hand the
                 # delivery to the loop, which starts it in its default executor.
                 try:
-                    loop.call_soon_threadsafe(deliver_pending_off_loop, pending)
+                    loop.call_soon_threadsafe(_deliver_off_loop, pending)
                 except RuntimeError:  # the loop is closed: deliver here rather than lose them
                     deliver_pending(pending)
 
@@ -111,7 +112,8 @@ class SegmentMiddleware:
 
     def _scope(self, request: Any) -> simple_segment.Scope:  # noqa: ANN401 - Django's HttpRequest
         meta = {**request.META, "wsgi.url_scheme": request.scheme}
-        return simple_segment.scope(context=environ_context(meta, trust_forwarded=self.trust_forwarded), defer=self.defer)
+        context = environ_context(meta, trust_forwarded=self.trust_forwarded)
+        return simple_segment.scope(context=context, defer=self.defer)
 
 
 def _marked_coroutine(function: Callable[..., Any]) -> bool:
@@ -132,7 +134,7 @@ def _on_close(response: Any, deliver: Callable[[], None]) -> None:  # noqa: ANN4
     response.close = close_then_deliver
 
 
-def deliver_pending_off_loop(pending: simple_segment.Pending) -> Awaitable[None] | None:
+def _deliver_off_loop(pending: simple_segment.Pending) -> Awaitable[None] | None:
     """Start delivering ``pending`` in the running loop's default executor; inline without a loop."""
     if not pending:
         return None

@@ -102,8 +102,13 @@ def request_fields(
 
 def _quote_path(text: str) -> str:
     # WSGI strings are bytes decoded as latin-1 (PEP 3333): encode them back to
-    # quote the bytes as received, not a UTF-8 re-encoding of them.
-    return quote(text.encode("latin-1", "replace"), safe=_PATH_SAFE)
+    # quote the bytes as received, not a UTF-8 re-encoding of them.  A character
+    # past latin-1 means a real text string (Django's ASGIRequest): UTF-8 then.
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    return quote(raw, safe=_PATH_SAFE)
 
 
 def environ_context(environ: Mapping[str, Any], *, trust_forwarded: bool = False) -> dict[str, Any]:
@@ -201,6 +206,7 @@ class SegmentMiddleware:
         self.trust_forwarded = trust_forwarded
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request; the returned iterable's ``close()`` delivers what the request held."""
         request_scope = simple_segment.scope(
             context=environ_context(environ, trust_forwarded=self.trust_forwarded), defer=self.defer
         )
@@ -220,7 +226,9 @@ class _Response:
 
     __slots__ = ("_closed", "_ctx", "_iterable", "_scope")
 
-    def __init__(self, iterable: Iterable[bytes], ctx: contextvars.Context, request_scope: simple_segment.Scope) -> None:
+    def __init__(
+        self, iterable: Iterable[bytes], ctx: contextvars.Context, request_scope: simple_segment.Scope
+    ) -> None:
         self._iterable = iterable
         self._ctx = ctx
         self._scope = request_scope
