@@ -7,10 +7,10 @@ import logging
 
 import pytest
 from django.test import AsyncClient, Client
+from web_apps import django_site
 
 import simple_segment
 from simple_segment.testing import FakeSegment
-from web_apps import django_site
 
 WRITE_KEY = "test-write-key"
 
