@@ -9,7 +9,9 @@ are in tests/test_web_servers.py, Django in tests/test_web_django.py.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import pathlib
 import subprocess
 import sys
 import threading
@@ -429,3 +431,40 @@ def test_importing_simple_segment_imports_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def load_example(name: str, fake_segment: FakeSegment, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", WRITE_KEY)
+    monkeypatch.setenv("SEGMENT_HOST", fake_segment.url)
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flask_example(fake_segment: FakeSegment, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load_example("flask_app", fake_segment, monkeypatch)
+    with example.app.test_client() as http:
+        assert http.get("/checkout?plan=pro", buffered=True).json == {"status": "ok", "plan": "pro"}
+    identify, track = fake_segment.messages
+    assert identify["traits"] == {"plan": "pro"}
+    assert track["context"]["page"]["url"] == "http://localhost/checkout?plan=pro"
+    assert len(fake_segment.requests) == 1
+
+
+def test_fastapi_example(fake_segment: FakeSegment, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load_example("fastapi_app", fake_segment, monkeypatch)
+
+    async def main() -> Any:
+        transport = httpx.ASGITransport(app=example.app, client=("192.0.2.7", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.example") as http:
+            return (await http.get("/checkout?plan=pro")).json()
+
+    assert asyncio.run(main()) == {"status": "ok", "plan": "pro"}
+    identify, track = fake_segment.messages
+    assert track["event"] == "Checkout Started"
+    assert identify["context"]["ip"] == "192.0.2.7"
+    assert track["context"]["page"]["url"] == "http://shop.example/checkout?plan=pro"
