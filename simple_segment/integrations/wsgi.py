@@ -260,4 +260,7 @@ class _Response:
         # request's messages without a word.
         if not self._closed:
             log.warning("the WSGI server did not call close() on the response; delivering its messages now")
-            self.close()
+            try:
+                self.close()
+            except Exception:  # a finalizer must not raise; say what happened instead
+                log.exception("delivering the messages of a response that was never closed failed")
