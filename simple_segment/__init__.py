@@ -22,7 +22,6 @@ import logging
 import sys
 import threading
 import types
-from collections.abc import Sequence
 from typing import Any
 
 from . import _messages, _options
@@ -30,7 +29,7 @@ from ._batch import Batch
 from ._calls import Result, forward
 from ._ids import stable_ids
 from ._messages import Id, Message, Properties
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSend, BeforeSendHooks, OnError, Options, Timeout
 from ._scope import Pending, Scope, scope
 from ._version import VERSION
 from .client import Client
@@ -123,7 +122,7 @@ max_rate_limit_duration: float = Options.max_rate_limit_duration
 total_timeout: float = Options.total_timeout
 backoff_factor: float = Options.backoff_factor
 verify: bool | str = Options.verify
-before_send: BeforeSend | Sequence[BeforeSend] | None = Options.before_send
+before_send: BeforeSendHooks = Options.before_send
 
 _SETTINGS = _options.names()
 """Every option is a module setting of the same name."""

@@ -14,15 +14,16 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from . import _messages, _scope
+from . import _messages
 from ._calls import Result
 from ._messages import Message
-from ._options import BeforeSend, OnError
+from ._options import BeforeSend, BeforeSendHooks, OnError
+from ._scope import current as current_scope
 from ._transport import Transport
 from ._wire import Envelope, RequestBuffer, decode_messages, encode_message
 from .errors import (
@@ -107,7 +108,7 @@ class Delivery:
         transport: Transport,
         send: bool,
         on_error: OnError | None,
-        before_send: BeforeSend | Sequence[BeforeSend] | None,
+        before_send: BeforeSendHooks,
     ) -> None:
         self._envelope = envelope
         self._transport = transport
@@ -127,7 +128,7 @@ class Delivery:
         for a message that cannot be sent (also one a hook returned) and whatever a hook
         itself raises.
         """
-        scope = _scope.current()
+        scope = current_scope()
         if scope is not None and (scope.context or scope.integrations):
             msg = _messages.with_defaults(msg, scope.context, scope.integrations)
         name: str | None = None
@@ -156,7 +157,7 @@ class Delivery:
         msg, data = self.prepare(msg)
         if data is None:
             return False, msg
-        scope = _scope.current()
+        scope = current_scope()
         if scope is not None and scope.pending is not None and scope.pending.hold(self, [data]):
             return True, msg
         return self.deliver([data], [msg]).ok, msg
@@ -279,13 +280,13 @@ class Outbox:
         raise error from failure
 
 
-def _hooks(before_send: BeforeSend | Sequence[BeforeSend] | None) -> tuple[tuple[BeforeSend, str], ...]:
-    # Options has validated it: None, one callable, or a tuple of callables.
+def _hooks(before_send: BeforeSendHooks) -> tuple[tuple[BeforeSend, str], ...]:
+    # Options has made it None, one callable, or a flat tuple of callables.
     if before_send is None:
         return ()
     if callable(before_send):
         return ((before_send, _HOOK),)
-    return tuple((hook, f"before_send[{index}]()") for index, hook in enumerate(before_send))
+    return tuple((hook, f"before_send[{index}]()") for index, hook in enumerate(before_send) if callable(hook))
 
 
 def _decode(encoded: list[bytes]) -> list[Message]:

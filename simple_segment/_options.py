@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
@@ -23,7 +23,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from ._messages import Message
 
-__all__ = ["DEFAULT_HOST", "BeforeSend", "OnError", "Options", "Timeout"]
+__all__ = ["DEFAULT_HOST", "BeforeSend", "BeforeSendHooks", "OnError", "Options", "Timeout"]
 
 log = logging.getLogger("simple_segment")
 
@@ -40,6 +40,9 @@ BeforeSend = Callable[["Message"], "Message | None"]
 """``before_send(msg)``: returns the message to send (possibly changed) or None to drop it.
 
 The ``before_send`` option takes one hook or a list (or tuple) of them, run in order."""
+
+BeforeSendHooks = BeforeSend | Sequence["BeforeSendHooks"] | None
+"""What the ``before_send`` option takes: a hook, None, or a list of these (flattened, None skipped)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -86,7 +89,7 @@ class Options:
     total_timeout: float = 30.0
     backoff_factor: float = 0.5
     verify: bool | str = True
-    before_send: BeforeSend | Sequence[BeforeSend] | None = None
+    before_send: BeforeSendHooks = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -251,16 +254,25 @@ def _callable_or_none(name: str, value: Any, shape: str) -> Any:  # noqa: ANN401
 
 
 def _hooks(value: object) -> BeforeSend | tuple[BeforeSend, ...] | None:
-    # One hook, or a list/tuple of them run in order (kept as a tuple: Options are immutable);
-    # falsy means none, as for on_error.  An integration adds its hook to the user's list.
+    # One hook, or a list/tuple of them run in order (kept as a flat tuple: Options are
+    # immutable).  Falsy means none, as for on_error.  In a list, None is skipped and a
+    # list is spliced in, so an integration adds its hook to whatever the user set with
+    # ``before_send = [before_send, its_hook]``.
     if isinstance(value, (list, tuple)):
-        for index, hook in enumerate(value):
-            if not callable(hook):
-                reason = f"[{index}] must be callable as before_send(msg), not {type(hook).__name__}"
-                raise ConfigurationError("before_send", reason)
-        return tuple(value) or None
+        return tuple(_flat_hooks(value, "")) or None
     single: BeforeSend | None = _callable_or_none("before_send", value, "before_send(msg) or a list of such hooks")
     return single
+
+
+def _flat_hooks(hooks: list[object] | tuple[object, ...], path: str) -> Iterator[BeforeSend]:
+    for index, hook in enumerate(hooks):
+        if isinstance(hook, (list, tuple)):
+            yield from _flat_hooks(hook, f"{path}[{index}]")
+        elif callable(hook):
+            yield hook
+        elif hook is not None:
+            reason = f"{path}[{index}] must be callable as before_send(msg), not {type(hook).__name__}"
+            raise ConfigurationError("before_send", reason)
 
 
 def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:

@@ -92,12 +92,19 @@ class Pending:
             held, self._held, self._closed = self._held, {}, True
         sent = 0
         failures: list[BatchDeliveryError] = []
+        unexpected: Exception | None = None
         for target, encoded in held.items():
             try:
                 sent += target.send_held(encoded)
             except BatchDeliveryError as exc:  # noqa: PERF203 - one per client: every client is tried
                 sent += exc.sent
                 failures.append(exc)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, once the other clients are tried
+                unexpected = unexpected or exc
+        if unexpected is not None:
+            if failures:
+                log.error("deferred delivery failed: %s", "; ".join(str(failure) for failure in failures))
+            raise unexpected
         if not failures:
             return
         unsent = [msg for failure in failures for msg in failure.unsent]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from ._batch import Batch
 from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSendHooks, OnError, Options, Timeout
 from ._transport import SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
@@ -54,8 +53,8 @@ class Client(Calls):
     ``send=False`` (or ``stub=True``) messages are validated and built but nothing is
     sent.  ``before_send(msg)`` sees every message after validation and returns it
     (possibly changed) or None to drop it; a dropped message's call returns
-    ``(False, msg)``.  ``before_send`` may also be a list of hooks, run in order, each
-    given what the previous one returned; a drop ends the chain.
+    ``(False, msg)``.  ``before_send`` may also be a list of hooks (since 0.2.0), run in
+    order, each given what the previous one returned; a drop ends the chain.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
@@ -104,7 +103,7 @@ class Client(Calls):
         total_timeout: float = _D.total_timeout,
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
-        before_send: BeforeSend | Sequence[BeforeSend] | None = _D.before_send,
+        before_send: BeforeSendHooks = _D.before_send,
         stub: bool = False,
     ) -> None:
         try:
@@ -189,7 +188,7 @@ class Client(Calls):
         return self._options.on_error
 
     @property
-    def before_send(self) -> BeforeSend | Sequence[BeforeSend] | None:
+    def before_send(self) -> BeforeSendHooks:
         """``before_send(msg)``, the tuple of hooks run in order when a list was given, or None."""
         return self._options.before_send
 

@@ -79,6 +79,7 @@ def scopes() -> None:
 
     analytics.before_send = [add_app, lambda msg: None]
     analytics.before_send = (add_app,)
+    analytics.before_send = [analytics.before_send, add_app]  # how an integration adds its hook to the user's
     Client("key", before_send=[add_app, add_app])
     with simple_segment.scope(context={"ip": "10.0.0.1", "page": {"path": "/"}}, integrations={"All": True}) as outer:
         entered: Scope = outer
