@@ -1,9 +1,9 @@
 """The middlewares on real servers: a Flask app under gunicorn, a Starlette app under uvicorn.
 
 The module starts, as subprocesses: ``python -m simple_segment serve --json`` as the
-Segment server, gunicorn (2 sync workers, ``--max-requests 4``: a worker is replaced
-after every 4 requests) serving tests/web_apps/flask_site.py, and uvicorn serving
-tests/web_apps/starlette_site.py.  Tests make HTTP requests, script the Segment server
+Segment server, two gunicorns (2 sync workers each; one with ``--max-requests 4``: a
+worker is replaced after every 4 requests) serving tests/web_apps/flask_site.py, and
+uvicorn serving tests/web_apps/starlette_site.py.  Tests make HTTP requests, script the Segment server
 over its control endpoints (``POST /_script``: a slow answer, a 400) and read what it
 stored (``GET /_messages``).  Every wait is bounded; every process is ended in teardown.
 The two explicit time bounds are the issue's: a response does not wait for a slow
@@ -79,8 +79,10 @@ class Process:
 class Servers:
     segment: str
     gunicorn: str
+    recycling: str
     uvicorn: str
     gunicorn_process: Process
+    recycling_process: Process
     http: requests.Session
 
     def script(self, **spec: Any) -> None:
@@ -122,10 +124,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         segment_url = segment.wait_for(r"listening on (\S+)").group(1)
         env = {name: value for name, value in os.environ.items() if name not in _UNSET}
         env.update(PYTHONPATH=str(APPS), PYTHONDONTWRITEBYTECODE="1", SEGMENT_WRITE_KEY=WRITE_KEY, SEGMENT_HOST=segment_url)
-        gunicorn = start(
-            "gunicorn",
-            [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync", "--max-requests", "4",
-             "--max-requests-jitter", "0", "--bind", "127.0.0.1:0", "--log-level", "info", "flask_site:application"],
+        gunicorn_args = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync",
+                         "--bind", "127.0.0.1:0", "--log-level", "info"]
+        # The timed tests use workers that are never replaced, so no request waits for one to boot.
+        gunicorn = start("gunicorn", [*gunicorn_args, "flask_site:application"], env)
+        recycling = start(
+            "gunicorn-recycling",
+            [*gunicorn_args, "--max-requests", "4", "--max-requests-jitter", "0", "flask_site:application"],
             env,
         )
         port = _free_port()
@@ -136,11 +141,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             env,
         )
         gunicorn_url = gunicorn.wait_for(r"Listening at: (http://\S+)").group(1)
+        recycling_url = recycling.wait_for(r"Listening at: (http://\S+)").group(1)
         uvicorn_url = uvicorn.wait_for(r"Uvicorn running on (http://\S+)").group(1)
-        gunicorn.wait_for(r"Booting worker with pid(?s:.*)Booting worker with pid")
+        for process in (gunicorn, recycling):
+            process.wait_for(r"Booting worker with pid(?s:.*)Booting worker with pid")
         http = stack.enter_context(requests.Session())
         http.trust_env = False
-        yield Servers(segment_url, gunicorn_url, uvicorn_url, gunicorn, http)
+        yield Servers(segment_url, gunicorn_url, recycling_url, uvicorn_url, gunicorn, recycling, http)
 
 
 @pytest.fixture
@@ -167,7 +174,7 @@ def test_gunicorn_context_on_every_message_and_none_lost_across_recycling(server
     pids: set[int] = set()
     path = f"/track?user={user}&n=3"
     for _ in range(30):
-        _, answer = timed_get(servers, servers.gunicorn + path)
+        _, answer = timed_get(servers, servers.recycling + path)
         ids.extend(answer["ids"])
         pids.add(answer["pid"])
     messages = servers.wait_messages(user, 90)
@@ -179,10 +186,10 @@ def test_gunicorn_context_on_every_message_and_none_lost_across_recycling(server
         assert context["userAgent"] == "web-tests/1.0"
         assert context["locale"] == "sv-SE"
         assert context["page"] == {
-            "url": servers.gunicorn + path, "path": "/track", "search": f"?user={user}&n=3",
+            "url": servers.recycling + path, "path": "/track", "search": f"?user={user}&n=3",
             "referrer": "https://ref.example/x",
         }
-    assert len(re.findall("Autorestarting worker", servers.gunicorn_process.output())) >= 5
+    assert len(re.findall("Autorestarting worker", servers.recycling_process.output())) >= 5
 
 
 def test_gunicorn_response_does_not_wait_for_a_slow_segment(servers: Servers, user: str) -> None:
