@@ -506,3 +506,27 @@ def test_asgi_trust_forwarded(fake_segment: FakeSegment, client: simple_segment.
     [message] = fake_segment.messages
     assert message["context"]["ip"] == "203.0.113.5"
     assert message["context"]["page"]["url"] == "https://www.example/?a=1"
+
+
+def test_wsgi_server_file_wrapper_is_kept_and_its_close_delivers(
+    fake_segment: FakeSegment, client: simple_segment.Client, tmp_path: pathlib.Path
+) -> None:
+    """The server's wsgi.file_wrapper comes back as is (sendfile still works); its close() delivers."""
+    from wsgiref.util import FileWrapper
+
+    data = tmp_path / "f.bin"
+    data.write_bytes(b"file body")
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        client.track("u1", "Download")
+        return env["wsgi.file_wrapper"](data.open("rb"))
+
+    env = environ(**{"wsgi.file_wrapper": FileWrapper})
+    result = wsgi.SegmentMiddleware(app)(env, lambda *a: None)
+    assert isinstance(result, FileWrapper)
+    assert b"".join(result) == b"file body"
+    assert fake_segment.requests == []
+    result.close()
+    assert result.filelike.closed
+    assert [m["event"] for m in fake_segment.messages] == ["Download"]

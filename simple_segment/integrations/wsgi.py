@@ -195,7 +195,9 @@ class SegmentMiddleware:
 
     Each request runs in a copy of the server thread's :mod:`contextvars` context,
     entered again for every chunk of a streamed body, so a scope never outlives its
-    request on the server's thread.
+    request on the server's thread.  A response that is the server's own
+    ``wsgi.file_wrapper`` is returned as is (so the server may still use sendfile) with
+    its ``close()`` made to deliver.
 
     Since: 0.2.0
     """
@@ -218,18 +220,36 @@ class SegmentMiddleware:
             # No response iterable, so no close(): deliver what the handler made before it raised.
             deliver_pending(ctx.run(request_scope.detach))
             raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(iterable, file_wrapper):
+            # The server sends its own file wrapper with sendfile(); wrapping it would lose
+            # that.  Hook its close() instead: the server still calls it after the last byte.
+            return _hook_close(iterable, ctx, request_scope)
         return _Response(iterable, ctx, request_scope)
+
+
+def _hook_close(
+    iterable: Iterable[bytes], ctx: contextvars.Context, request_scope: simple_segment.Scope
+) -> Iterable[bytes]:
+    """Make the file wrapper's ``close()`` deliver after its own; a wrapper that refuses is wrapped instead."""
+    response = _Response(iterable, ctx, request_scope)
+    try:
+        iterable.close = response.close  # type: ignore[attr-defined]
+    except AttributeError:  # __slots__ or a read-only close: lose sendfile rather than messages
+        return response
+    return iterable
 
 
 class _Response:
     """The app's response iterable, stepped inside the request's context; ``close()`` delivers."""
 
-    __slots__ = ("_closed", "_ctx", "_iterable", "_scope")
+    __slots__ = ("_close", "_closed", "_ctx", "_iterable", "_scope")
 
     def __init__(
         self, iterable: Iterable[bytes], ctx: contextvars.Context, request_scope: simple_segment.Scope
     ) -> None:
         self._iterable = iterable
+        self._close = getattr(iterable, "close", None)  # taken now: _hook_close replaces it
         self._ctx = ctx
         self._scope = request_scope
         self._closed = False
@@ -249,9 +269,8 @@ class _Response:
             return
         self._closed = True
         try:
-            close = getattr(self._iterable, "close", None)
-            if close is not None:
-                self._ctx.run(close)
+            if self._close is not None:
+                self._ctx.run(self._close)
         finally:
             deliver_pending(self._ctx.run(self._scope.detach))
 
