@@ -29,7 +29,7 @@ from ._batch import Batch
 from ._calls import Result, forward
 from ._ids import stable_ids
 from ._messages import Id, Message, Properties
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSend, OnError, OnViolation, Options, Timeout
 from ._version import VERSION
 from .client import Client
 from .errors import (
@@ -39,6 +39,7 @@ from .errors import (
     DeliveryError,
     MessageTooLargeError,
     NetworkError,
+    PlanViolationError,
     RateLimitError,
     RetryableBatchDeliveryError,
     RetryableError,
@@ -48,6 +49,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from .plan import TrackingPlan
 
 __version__ = VERSION
 
@@ -66,6 +68,7 @@ __all__ = [
     "NetworkError",
     "OnError",
     "Options",
+    "PlanViolationError",
     "Properties",
     "RateLimitError",
     "Result",
@@ -119,6 +122,8 @@ total_timeout: float = Options.total_timeout
 backoff_factor: float = Options.backoff_factor
 verify: bool | str = Options.verify
 before_send: BeforeSend | None = Options.before_send
+tracking_plan: TrackingPlan | str | None = Options.tracking_plan
+on_violation: OnViolation = Options.on_violation
 
 _SETTINGS = _options.names()
 """Every option is a module setting of the same name."""

@@ -90,9 +90,9 @@ _FAILED = Outcome(ok=False)
 class Delivery:
     """Prepares and delivers messages for one client; shared by its calls and batches."""
 
-    __slots__ = ("_before_send", "_envelope", "_on_error", "_send", "_transport")
+    __slots__ = ("_before_send", "_envelope", "_on_error", "_plan_gate", "_send", "_transport")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, one per part of the path
         self,
         *,
         envelope: Envelope,
@@ -100,7 +100,10 @@ class Delivery:
         send: bool,
         on_error: OnError | None,
         before_send: BeforeSend | None,
+        plan_gate: Callable[[Message], Message | None] | None = None,
     ) -> None:
+        self._plan_gate = plan_gate
+        """The tracking plan's check (``simple_segment.plan.PlanGate``), or None."""
         self._envelope = envelope
         self._transport = transport
         self._send = send
@@ -112,10 +115,12 @@ class Delivery:
         return self._envelope.buffer()
 
     def prepare(self, msg: Message) -> tuple[Message, bytes] | None:
-        """Run ``before_send`` and serialize; return the message and its bytes, or None when dropped.
+        """Run ``before_send``, check the plan, serialize; return the message and its bytes, or None when dropped.
 
         Raises :class:`~simple_segment.ValidationError` for a message that cannot be
-        sent (also one a hook returned) and whatever the hook itself raises.
+        sent (also one a hook returned), :class:`~simple_segment.PlanViolationError`
+        for one that breaks the plan (``on_violation="raise"``) and whatever the hook
+        itself raises.
         """
         hook = self._before_send
         if hook is None:
@@ -132,6 +137,9 @@ class Delivery:
                 raise
             except ValidationError as exc:
                 raise ValidationError(f"{_HOOK}.{exc.field}", exc.reason) from exc.__cause__
+        gate = self._plan_gate  # the tracking plan checks the message as it would be sent
+        if gate is not None and gate(msg) is None:
+            return None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sending %s", msg)
         return msg, data

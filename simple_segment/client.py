@@ -9,11 +9,13 @@ from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSend, OnError, OnViolation, Options, Timeout
 from ._transport import SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
 from .errors import ConfigurationError
+from .plan import TrackingPlan
+from .plan._gate import PlanGate
 
 __all__ = ["Client"]
 
@@ -54,6 +56,14 @@ class Client(Calls):
     sent.  ``before_send(msg)`` sees every message after validation and returns it
     (possibly changed) or None to drop it; a dropped message's call returns
     ``(False, msg)``.
+
+    ``tracking_plan`` (a :class:`simple_segment.plan.TrackingPlan`, or the path of
+    its JSON) checks every message as it would be sent, after ``before_send``;
+    ``on_violation`` says what a message that breaks it does: ``"raise"`` (the
+    default) raises :class:`~simple_segment.PlanViolationError` at the call, nothing
+    sent; ``"drop"`` sends nothing, the call returns ``(False, msg)``, and
+    :attr:`violations_dropped` counts it (logged at DEBUG); ``"warn"`` logs a WARNING
+    and sends; ``"send"`` does not check.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
@@ -103,6 +113,8 @@ class Client(Calls):
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
         before_send: BeforeSend | None = _D.before_send,
+        tracking_plan: TrackingPlan | str | None = _D.tracking_plan,
+        on_violation: OnViolation = _D.on_violation,
         stub: bool = False,
     ) -> None:
         try:
@@ -133,6 +145,8 @@ class Client(Calls):
                 backoff_factor=backoff_factor,
                 verify=verify,
                 before_send=before_send,
+                tracking_plan=tracking_plan,  # type: ignore[arg-type] # a path is loaded by Options
+                on_violation=on_violation,
             )
             clock = SystemClock()
             tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT) if options.oauth else None
@@ -149,12 +163,15 @@ class Client(Calls):
             raise error.with_traceback(None) from without_traceback(error.__cause__)
         self._options = options
         self._transport = transport
+        plan, mode = options.tracking_plan, options.on_violation
+        self._plan_gate = None if plan is None or mode == "send" else PlanGate(plan, mode)
         self._delivery = Delivery(
             envelope=Envelope(options.write_key or ""),
             transport=transport,
             send=options.send,
             on_error=options.on_error,
             before_send=options.before_send,
+            plan_gate=self._plan_gate,
         )
         self._emit = self._delivery.emit  # type: ignore[method-assign]
         _configure_logging(options)
@@ -190,6 +207,31 @@ class Client(Calls):
     def before_send(self) -> BeforeSend | None:
         """``before_send(msg)``, or None."""
         return self._options.before_send
+
+    @property
+    def tracking_plan(self) -> TrackingPlan | None:
+        """The tracking plan messages are checked against, or None.
+
+        Since: 0.2.0
+        """
+        return self._options.tracking_plan
+
+    @property
+    def on_violation(self) -> OnViolation:
+        """What a message that breaks the plan does: raise, drop, warn or send.
+
+        Since: 0.2.0
+        """
+        return self._options.on_violation
+
+    @property
+    def violations_dropped(self) -> int:
+        """Messages not sent because they broke the plan (``on_violation="drop"``).
+
+        Since: 0.2.0
+        """
+        gate = self._plan_gate
+        return 0 if gate is None else gate.dropped
 
     @property
     def debug(self) -> bool:
