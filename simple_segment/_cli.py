@@ -31,6 +31,7 @@ from ._version import VERSION
 from ._wire import encode_message
 from .client import Client
 from .errors import DeliveryError, SegmentError, ValidationError
+from .plan import _cli as plan_cli
 
 if TYPE_CHECKING:
     from ._batch import Batch
@@ -235,6 +236,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "2 bad lines.",
     )
     imp.add_argument("file", help="a file of JSON lines, or - for standard input")
+    imp.add_argument("--plan", metavar="PLAN.json", help="refuse lines that break this tracking plan, as bad lines")
 
     serve = commands.add_parser(
         "serve", parents=[debug], help="run a local Segment-compatible server and print what it receives",
@@ -252,6 +254,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print only JSON lines on stdout, one per accepted message (for jq); everything else goes to stderr",
     )
 
+    plan_cli.add_parser(commands)
     commands.add_parser(
         "demo", parents=[debug], help="send every call and a batch to an embedded local server; no account needed",
         description="Start FakeSegment on loopback, send each call type and a batch through the real client over "
@@ -290,6 +293,7 @@ def _client(args: argparse.Namespace, *, on_error: OnError | None = None) -> Cli
         max_retries=args.max_retries,
         send=not args.dry_run,
         on_error=on_error,
+        tracking_plan=getattr(args, "plan", None),  # import --plan: a violating line raises PlanViolationError
         # Room for every attempt the flags ask for: the library's default budget
         # would cut a long --timeout short.
         total_timeout=max(Options.total_timeout, args.timeout * (args.max_retries + 1)),
@@ -721,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         "import": _run_import,
         "serve": _run_serve,
         "demo": _run_demo,
+        "plan": plan_cli.run,
     }
     try:
         return runners.get(args.command, _run_call)(args)
