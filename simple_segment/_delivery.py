@@ -25,6 +25,7 @@ from ._options import BeforeSend, OnError
 from ._transport import Transport
 from ._wire import Envelope, RequestBuffer, decode_messages, encode_message
 from .errors import DeliveryError, MessageTooLargeError, ValidationError
+from .plan import _gate
 
 __all__ = ["Delivery", "Outcome", "Preview", "intercept"]
 
@@ -137,6 +138,8 @@ class Delivery:
                 raise
             except ValidationError as exc:
                 raise ValidationError(f"{_HOOK}.{exc.field}", exc.reason) from exc.__cause__
+        for watch in _gate.watchers:  # the pytest plugin's segment_plan: it records, changes nothing
+            watch(msg)
         gate = self._plan_gate  # the tracking plan checks the message as it would be sent
         if gate is not None and gate(msg) is None:
             return None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Literal
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal, NamedTuple
 
 from simple_segment._messages import Message
 
-from ._plan import TrackingPlan, violation_error
+from ._plan import TrackingPlan, Violation, violation_error
 
-__all__ = ["OnViolation", "PlanGate"]
+__all__ = ["OnViolation", "PlanGate", "Seen", "watch", "watchers"]
 
 log = logging.getLogger("simple_segment")
 
@@ -56,3 +60,54 @@ class PlanGate:
 def _name(msg: Message) -> str:
     what = msg.get("event") or msg.get("name")
     return f"{what!r} ({msg.get('messageId')})" if what else str(msg.get("messageId"))
+
+
+class Seen(NamedTuple):
+    """A message that broke a watched plan, and where the code that made it is."""
+
+    message: Message
+    violations: list[Violation]
+    location: str
+    """``file:line`` of the first caller outside simple_segment."""
+
+
+watchers: tuple[Callable[[Message], None], ...] = ()
+"""Checks every client runs on each prepared message (the pytest plugin's plan); they record, never raise."""
+_watchers_lock = threading.Lock()
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+
+
+@contextmanager
+def watch(plan: TrackingPlan) -> Iterator[list[Seen]]:
+    """Check every message any client prepares against ``plan`` until the block ends; yield what broke it.
+
+    Process-wide, like :func:`simple_segment.testing.capture`; nothing is changed or
+    stopped: the list only records each violating message and the line that made it.
+    """
+    seen: list[Seen] = []
+    lock = threading.Lock()
+
+    def record(msg: Message) -> None:
+        violations = plan.validate(msg)
+        if violations:
+            found = Seen(msg, violations, _caller())
+            with lock:
+                seen.append(found)
+
+    global watchers  # noqa: PLW0603 - one process-wide tuple, swapped whole under a lock
+    with _watchers_lock:
+        watchers = (*watchers, record)
+    try:
+        yield seen
+    finally:
+        with _watchers_lock:
+            remaining = list(watchers)
+            remaining.remove(record)
+            watchers = tuple(remaining)
+
+
+def _caller() -> str:
+    for frame in reversed(traceback.extract_stack()):
+        if not str(Path(frame.filename).resolve()).startswith(_PACKAGE):
+            return f"{frame.filename}:{frame.lineno}"
+    return "?"
