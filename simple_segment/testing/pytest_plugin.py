@@ -11,7 +11,7 @@ its fixtures:
   would send is recorded instead; yields the :class:`~simple_segment.testing.Captured`;
 - ``segment_plan``: the tracking plan named by the ini option ``segment_plan`` (a path
   relative to the rootdir).  With that option set, every test fails if any message any
-  client prepares during it breaks the plan (the failure lists each violation and the
+  client prepares while it runs (its call, not its fixtures) breaks the plan (the failure lists each violation and the
   line that made the message); nothing else changes: messages go where they would.
 
 Module settings and ``default_client`` are restored afterwards, also when the test
@@ -56,15 +56,14 @@ def _configured_plan(config: pytest.Config) -> TrackingPlan | None:
     return plan
 
 
-@pytest.fixture(autouse=True)
-def _segment_plan_check(request: pytest.FixtureRequest) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """With the ini option ``segment_plan``, fail the test on any message that breaks the plan."""
-    plan = _configured_plan(request.config)
+    plan = _configured_plan(item.config)
     if plan is None:
-        yield
-        return
+        return (yield)
     with watch(plan) as seen:
-        yield
+        result = yield
     if seen:
         lines = [
             f"{found.location}: {found.message.get('type')} {found.message.get('event') or found.message.get('name')!r}"
@@ -72,6 +71,7 @@ def _segment_plan_check(request: pytest.FixtureRequest) -> Iterator[None]:
             for found in seen
         ]
         pytest.fail("\n".join(lines), pytrace=False)
+    return result
 
 
 @pytest.fixture
