@@ -10,6 +10,13 @@ from typing import Any, Literal, TypedDict
 import simple_segment
 from simple_segment import Client, Result
 
+__all__ = [
+    "OrderCompletedProductsItem",
+    "identify",
+    "order_completed",
+    "signed_up",
+]
+
 
 class _OrderCompletedProductsItemRequired(TypedDict):
     sku: str

@@ -33,7 +33,7 @@ _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bo
 
 def snake_case(text: str) -> str:
     """Return ``text`` as a snake_case name: ``"Order Completed"`` -> ``order_completed``."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    text = re.sub(r"([a-z])([A-Z])|([0-9])([A-Z][a-z])", lambda m: "_".join(filter(None, m.groups())), text)
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
     name = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
     if not name:
@@ -74,8 +74,19 @@ def _literal(value: object) -> str:
 
 
 def _doc_text(text: str) -> str:
-    # Descriptions are the plan author's text: keep them from closing or escaping the docstring.
-    return " ".join(text.split()).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    # Descriptions are the plan author's text: keep them from closing the docstring.
+    return " ".join(text.split()).replace('"""', "'''")
+
+
+def _sentence(text: str) -> str:
+    # Ends with punctuation: pydocstyle wants it, and no quote or backslash can touch the closing quotes.
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _quoted(body: str) -> str:
+    """Return the docstring literal of ``body`` (raw when it holds a backslash, so it reads as written)."""
+    prefix = "r" if "\\" in body else ""
+    return f'{prefix}"""{body}"""'
 
 
 class _Generator:
@@ -83,6 +94,7 @@ class _Generator:
         self.types: list[str] = []
         self.type_names = _Names(("Client", "Result", "Any", "Literal", "TypedDict"))
         self.uses_literal = False
+        self.public: list[str] = []
 
     # -- types ------------------------------------------------------------------------
 
@@ -125,34 +137,45 @@ class _Generator:
 
     def typed_dict(self, schema: Mapping[str, Any], hint: str) -> str:
         name = self.type_names.claim(_camel(hint))
+        self.public.append(name)
         properties: Mapping[str, Any] = schema.get("properties") or {}
         required = _required(schema)
         fields = [(key, self.annotation(value, f"{hint} {key}")) for key, value in properties.items()]
         must = [(key, text) for key, text in fields if key in required]
         may = [(key, text) for key, text in fields if key not in required]
         doc = schema.get("description")
-        text = doc if isinstance(doc, str) and doc.strip() else f"An object of the tracking plan: {hint}."
-        body = [f'    """{_doc_text(text)}"""', ""]
-        plain = all(key.isidentifier() and not keyword.iskeyword(key) for key, _ in fields)
-        lines: list[str] = []
-        if plain:
-            if must and may:
-                lines += [f"class _{name}Required(TypedDict):"]
-                lines += [f"    {key}: {text}" for key, text in must]
-                lines += ["", "", f"class {name}(_{name}Required, total=False):", *body]
-                lines += [f"    {key}: {text}" for key, text in may]
+        text = doc if isinstance(doc, str) and doc.strip() else f"An object of the tracking plan: {hint}"
+        body = [f"    {_quoted(_sentence(_doc_text(text)))}", ""]
+        blocks: list[str] = []
+        bases: list[str] = []
+        if must and not may and _plain(must):
+            self.types.append(_typed_dict(name, must, total=True, doc=body))
+            return name
+        if must:
+            if may and _plain(must):
+                blocks.append(_typed_dict(f"_{name}Required", must, total=True, doc=[]))
+                bases.append(f"_{name}Required")
             else:
-                total = "" if must else ", total=False"
-                lines += [f"class {name}(TypedDict{total}):", *body]
-                lines += [f"    {key}: {text}" for key, text in must or may]
+                bases.append(self._base(blocks, f"_{name}Required", must, total=True))
+        if may:
+            if _plain(may):
+                blocks.append(_typed_dict(name, may, total=False, doc=body, bases=bases))
+                self.types.extend(blocks)
+                return name
+            bases.append(self._base(blocks, f"_{name}Optional", may, total=False))
+        blocks.append("\n".join([f"class {name}({', '.join(bases or ['TypedDict'])}):", body[0]]))
+        self.types.extend(blocks)
+        return name
+
+    @staticmethod
+    def _base(blocks: list[str], name: str, fields: list[tuple[str, str]], *, total: bool) -> str:
+        if _plain(fields):
+            blocks.append(_typed_dict(name, fields, total=total, doc=[]))
         else:
-            lines += [f"_{name}Required = TypedDict(", f'    "_{name}Required",', "    {"]
-            lines += [f"        {json.dumps(key)}: {text}," for key, text in must]
-            lines += ["    },", ")", f"_{name}Optional = TypedDict(", f'    "_{name}Optional",', "    {"]
-            lines += [f"        {json.dumps(key)}: {text}," for key, text in may]
-            lines += ["    },", "    total=False,", ")", "", ""]
-            lines += [f"class {name}(_{name}Required, _{name}Optional):", body[0]]
-        self.types.append("\n".join(lines))
+            entries = [f"        {json.dumps(key)}: {text}," for key, text in fields]
+            tail = [] if total else ["    total=False,"]
+            lines = [f"{name} = TypedDict(", f'    "{name}",', "    {", *entries, "    },", *tail, ")"]
+            blocks.append("\n".join(lines))
         return name
 
     # -- functions --------------------------------------------------------------------
@@ -169,6 +192,7 @@ class _Generator:
         for key, value in properties.items():
             arg = arguments.claim(_argument(key))
             text = self.annotation(value, f"{hint} {key}")
+            text = "object" if text == "Any" else text  # any value: `object` for a parameter (ANN401)
             description = value.get("description") if isinstance(value, Mapping) else None
             params.append((arg, key, text, key in required, description if isinstance(description, str) else ""))
         signature = ["    *,"]
@@ -176,7 +200,9 @@ class _Generator:
             signature.append("    group_id: str,")
         signature += ["    user_id: str | None = None,", "    anonymous_id: str | None = None,"]
         signature += [f"    {arg}: {text}," for arg, _, text, needed, _ in params if needed]
-        signature += [f"    {arg}: {text} | None = None," for arg, _, text, needed, _ in params if not needed]
+        signature += [
+            f"    {arg}: {_optional(text)} = None," for arg, _, text, needed, _ in params if not needed
+        ]
         signature += ["    context: dict[str, Any] | None = None,", "    client: Client | None = None,"]
         noqa = "  # noqa: PLR0913 - one keyword per property" if len(signature) - 1 > 5 else ""  # noqa: PLR2004
         lines = [f"def {name}({noqa}", *signature, ") -> Result:", self.docstring(rule, call, params)]
@@ -202,10 +228,10 @@ class _Generator:
 
     def docstring(self, rule: Rule, call: str, params: list[tuple[str, str, str, bool, str]]) -> str:
         what = {"track": f"the event {rule.key!r}", "identify": "an identify call", "group": "a group call"}[call]
-        lines = [f"Send {what}, typed by the tracking plan (version {rule.version})."]
+        lines = [_doc_text(f"Send {what}, typed by the tracking plan (version {rule.version}).")]
         description = rule.json_schema.get("description")
         if isinstance(description, str) and description.strip():
-            lines += ["", *textwrap.wrap(_doc_text(description), _WIDTH - 4)]
+            lines += ["", *textwrap.wrap(_sentence(_doc_text(description)), _WIDTH - 4)]
         if params:
             field = "properties" if call == "track" else "traits"
             lines += ["", f"Each keyword is one of its {field}; one left as None is not sent:", ""]
@@ -219,7 +245,22 @@ class _Generator:
             "``default_client``.  Returns ``(ok, msg)`` as the call does.",
         ]
         body = "\n".join(f"    {line}" if line else "" for line in lines)
-        return f'    """{body[4:]}\n    """'
+        return "    " + _quoted(f"{body[4:]}\n    ")
+
+
+def _plain(fields: list[tuple[str, str]]) -> bool:
+    return all(key.isidentifier() and not keyword.iskeyword(key) for key, _ in fields)
+
+
+def _typed_dict(
+    name: str, fields: list[tuple[str, str]], *, total: bool, doc: list[str], bases: Sequence[str] = ()
+) -> str:
+    parents = ", ".join([*bases] or ["TypedDict"]) + ("" if total else ", total=False")
+    return "\n".join([f"class {name}({parents}):", *doc, *(f"    {key}: {text}" for key, text in fields)])
+
+
+def _optional(text: str) -> str:
+    return text if text == "object" or "None" in text.split(" | ") else f"{text} | None"
 
 
 def _sub(schema: Mapping[str, Any], field: str) -> Mapping[str, Any]:
@@ -250,12 +291,15 @@ def generate(plan: TrackingPlan, *, source: str = "tracking_plan.json") -> str:
         if ident not in latest or latest[ident].version < rule.version:
             latest[ident] = rule
     bodies: list[str] = []
+    public: list[str] = []
     for ident, rule in latest.items():
         if rule.type == "TRACK":
-            bodies.append(generator.function(functions.claim(snake_case(rule.key or "")), rule, "track", counts[ident]))
+            public.append(functions.claim(snake_case(rule.key or "")))
+            bodies.append(generator.function(public[-1], rule, "track", counts[ident]))
         elif rule.type in ("IDENTIFY", "GROUP"):
             call = rule.type.lower()
-            bodies.append(generator.function(functions.claim(call), rule, call, counts[ident]))
+            public.append(functions.claim(call))
+            bodies.append(generator.function(public[-1], rule, call, counts[ident]))
     typing_names = ["Any", *(["Literal"] if generator.uses_literal else []), "TypedDict"]
     if not generator.types:
         typing_names.remove("TypedDict")
@@ -271,6 +315,10 @@ def generate(plan: TrackingPlan, *, source: str = "tracking_plan.json") -> str:
         "",
         "import simple_segment",
         "from simple_segment import Client, Result",
+        "",
+        "__all__ = [",
+        *(f"    {json.dumps(name)}," for name in sorted([*generator.public, *public])),
+        "]",
     ]
     sections = ["\n".join(header), *generator.types, *bodies]
     return "\n\n\n".join(sections) + "\n"
