@@ -107,8 +107,8 @@ def test_the_example_module_is_the_generated_one_byte_for_byte(tmp_path: Path) -
     """examples/tracking.py is what `plan codegen` writes for examples/tracking_plan.json, today."""
     out = tmp_path / "tracking.py"
     assert main(["plan", "codegen", "--plan", str(EXAMPLE_PLAN), "-o", str(out)]) == 0
-    assert out.read_bytes() == EXAMPLE_MODULE.read_bytes(), "regenerate: simple-segment plan codegen " \
-        "--plan examples/tracking_plan.json -o examples/tracking.py"
+    regenerate = "simple-segment plan codegen --plan examples/tracking_plan.json -o examples/tracking.py"
+    assert out.read_bytes() == EXAMPLE_MODULE.read_bytes(), f"regenerate it: {regenerate}"
 
 
 def test_regenerating_gives_the_same_bytes_in_any_process(tmp_path: Path) -> None:
