@@ -273,3 +273,14 @@ def test_the_error_survives_pickle_and_a_json_round_trip() -> None:
     rebuilt = type(error)(*json.loads(json.dumps(error.args)))
     assert str(rebuilt) == str(error)
     assert rebuilt.paths == ["properties.currency"]
+
+
+def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first example of README "Tracking plans" runs as written, from the repository root."""
+    import re
+
+    readme = (EXAMPLE.parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Tracking plans\n", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[0]
+    monkeypatch.chdir(EXAMPLE.parent.parent)
+    exec(compile(code, "README.md Tracking plans", "exec"), {"__name__": "readme_example"})  # noqa: S102
