@@ -26,7 +26,7 @@ __all__ = ["generate"]
 _WIDTH = 100
 _RESERVED = frozenset({
     "user_id", "anonymous_id", "group_id", "client", "context", "timestamp", "integrations", "message_id",
-    "properties", "traits", "simple_segment", "annotations",
+    "properties", "traits", "simple_segment", "annotations", "send",
 })
 _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
 
@@ -275,7 +275,8 @@ def _required(schema: Mapping[str, Any]) -> set[str]:
 
 
 def _union(parts: Any) -> str:  # noqa: ANN401 - an iterable of annotation texts
-    unique = list(dict.fromkeys(part for text in parts for part in text.split(" | ")))
+    # A Literal's quoted values may hold " | ": only unquoted annotations are split into members.
+    unique = list(dict.fromkeys(part for text in parts for part in ([text] if '"' in text else text.split(" | "))))
     return "Any" if "Any" in unique else " | ".join(unique)
 
 
