@@ -5,10 +5,13 @@ Regenerate with ``simple-segment plan codegen --plan tracking_plan.json -o <this
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import simple_segment
 from simple_segment import Client, Result
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 __all__ = [
     "OrderCompletedProductsItem",
@@ -102,7 +105,7 @@ def identify(  # noqa: PLR0913 - one keyword per property
     user_id: str | None = None,
     anonymous_id: str | None = None,
     email: str | None = None,
-    created_at: str | None = None,
+    created_at: str | dt.datetime | None = None,
     context: dict[str, Any] | None = None,
     client: Client | None = None,
 ) -> Result:

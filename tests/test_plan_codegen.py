@@ -5,6 +5,7 @@ mypy and ruff run for real on the generated code (both are in the ``test`` extra
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -129,6 +130,8 @@ def test_regenerating_gives_the_same_bytes_in_any_process(tmp_path: Path) -> Non
 GOOD_CALLS = """
 from __future__ import annotations
 
+import datetime
+
 import simple_segment
 import tracking
 import edge
@@ -141,6 +144,8 @@ ok, msg = tracking.order_completed(
 tracking.order_completed(anonymous_id="a", order_id="o", total=1, currency="USD", client=client)
 tracking.signed_up(user_id="u", plan="pro", referrer="https://example.com")
 tracking.identify(user_id="u", email="ada@example.com", context={"ip": "1.2.3.4"})
+tracking.identify(user_id="u", created_at=datetime.datetime.now(datetime.timezone.utc))
+tracking.identify(user_id="u", created_at="2024-05-06T07:08:09Z")
 edge.checkout_step_viewed(
     user_id="u", step=2, order_id="o", class_="c", id_=None, user_id_="x",
     shipping={"Postal Code": "12345", "gift": True}, meta={"a": 1}, tags=["t"], amount="1.5", anything=[1],
@@ -163,6 +168,7 @@ tracking.order_completed("u", order_id="o", total=1, currency="EUR")  # error: k
 edge.checkout_step_viewed(user_id="u", step=4, order_id="o", class_="c")  # error: outside the enum
 edge.checkout_step_viewed(user_id="u", step=1, order_id="o", class_="c", shipping={"gift": True})  # error
 edge.group(user_id="u", plan="paid")  # error: group_id missing
+tracking.identify(user_id="u", created_at=5)  # error: neither text nor a datetime
 """
 
 
@@ -206,14 +212,18 @@ def test_generated_functions_send_the_planned_message(tmp_path: Path) -> None:
         tracking.order_completed(user_id="u", order_id="o", total=1, currency="EUR",
                                  client=simple_segment.Client("k", tracking_plan=EXAMPLE_PLAN))
         edge.group(group_id="g", anonymous_id="a", plan="free", client=client)
-    first, second, third = sent.messages
+        tracking.identify(user_id="u", created_at=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
+                          client=simple_segment.Client("k", tracking_plan=EXAMPLE_PLAN))
+    first, second, third, fourth = sent.messages
     assert first["event"] == "Checkout Step Viewed"
     assert first["properties"] == {"step": 3, "Order ID": "o-1", "class": "c", "user_id": "x"}
     assert first["context"]["protocols"] == {"event_version": 2}
     assert second["properties"] == {"order_id": "o", "total": 1, "currency": "EUR"}
     assert "protocols" not in second["context"]
     assert (third["type"], third["groupId"], third["anonymousId"], third["traits"]) == ("group", "g", "a", {"plan": "free"})
-    sent.check(plan)
+    assert fourth["traits"] == {"created_at": "2024-01-02T00:00:00.000+00:00"}
+    plan.check_all([first, third])
+    TrackingPlan.load(EXAMPLE_PLAN).check_all([second, fourth])
 
 
 def test_function_names_are_snake_case() -> None:

@@ -28,6 +28,7 @@ _RESERVED = frozenset({
     "user_id", "anonymous_id", "group_id", "client", "context", "timestamp", "integrations", "message_id",
     "properties", "traits", "simple_segment", "annotations", "send",
 })
+_DATES = {"date-time": "dt.datetime", "date": "dt.date"}
 _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
 
 
@@ -94,6 +95,7 @@ class _Generator:
         self.types: list[str] = []
         self.type_names = _Names(("Client", "Result", "Any", "Literal", "TypedDict"))
         self.uses_literal = False
+        self.uses_datetime = False
         self.public: list[str] = []
 
     # -- types ------------------------------------------------------------------------
@@ -123,6 +125,10 @@ class _Generator:
         return "Any"
 
     def _typed(self, kind: object, schema: Mapping[str, Any], hint: str) -> str:
+        if kind == "string" and schema.get("format") in _DATES:
+            # The client sends a datetime (or date) as ISO-8601 text, which these formats accept.
+            self.uses_datetime = True
+            return f"str | {_DATES[schema['format']]}"
         if kind in _SCALARS:
             return _SCALARS[str(kind)]
         if kind == "array":
@@ -283,7 +289,7 @@ def _union(parts: Any) -> str:  # noqa: ANN401 - an iterable of annotation texts
 def generate(plan: TrackingPlan, *, source: str = "tracking_plan.json") -> str:
     """Return the Python module for ``plan``; ``source`` is the plan path named in its header."""
     generator = _Generator()
-    functions = _Names(("send", "simple_segment", "sys"))
+    functions = _Names(("send", "simple_segment", "dt", "TYPE_CHECKING"))
     latest: dict[tuple[str, str | None], Rule] = {}
     counts: dict[tuple[str, str | None], int] = {}
     for rule in plan.rules:
@@ -301,7 +307,12 @@ def generate(plan: TrackingPlan, *, source: str = "tracking_plan.json") -> str:
             call = rule.type.lower()
             public.append(functions.claim(call))
             bodies.append(generator.function(public[-1], rule, call, counts[ident]))
-    typing_names = ["Any", *(["Literal"] if generator.uses_literal else []), "TypedDict"]
+    typing_names = [
+        *(["TYPE_CHECKING"] if generator.uses_datetime else []),
+        "Any",
+        *(["Literal"] if generator.uses_literal else []),
+        "TypedDict",
+    ]
     if not generator.types:
         typing_names.remove("TypedDict")
     header = [
@@ -316,6 +327,7 @@ def generate(plan: TrackingPlan, *, source: str = "tracking_plan.json") -> str:
         "",
         "import simple_segment",
         "from simple_segment import Client, Result",
+        *(["", "if TYPE_CHECKING:", "    import datetime as dt"] if generator.uses_datetime else []),
         "",
         "__all__ = [",
         *(f"    {json.dumps(name)}," for name in sorted([*generator.public, *public])),
