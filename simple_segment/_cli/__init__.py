@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from simple_segment._version import VERSION
 from simple_segment.errors import DeliveryError, SegmentError, ValidationError
+from simple_segment.plan import _cli as plan_cli
 
 from .calls import add_call_parsers, run_call
 from .common import (
@@ -57,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_call_parsers(commands, common)
     add_import_parser(commands, common)
     add_serve_parser(commands, debug)
+    plan_cli.add_parser(commands)
     add_demo_parser(commands, debug)
     return parser
 
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "import": run_import,
         "serve": run_serve,
         "demo": run_demo,
+        "plan": plan_cli.run,
     }
     try:
         return runners.get(args.command, run_call)(args)

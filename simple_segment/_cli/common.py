@@ -175,6 +175,7 @@ def make_client(args: argparse.Namespace, *, on_error: OnError | None = None) ->
         max_retries=args.max_retries,
         send=not args.dry_run,
         on_error=on_error,
+        tracking_plan=getattr(args, "plan", None),  # import --plan: a violating line raises PlanViolationError
         # Room for every attempt the flags ask for: the library's default budget
         # would cut a long --timeout short.
         total_timeout=max(Options.total_timeout, args.timeout * (args.max_retries + 1)),

@@ -52,6 +52,7 @@ def add_import_parser(commands: Any, common: argparse.ArgumentParser) -> None:  
         "2 bad lines.",
     )
     imp.add_argument("file", help="a file of JSON lines, or - for standard input")
+    imp.add_argument("--plan", metavar="PLAN.json", help="refuse lines that break this tracking plan, as bad lines")
 
 
 def _open_input(path: str) -> BinaryIO:
