@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import sys
 import threading
 import types
@@ -29,7 +30,8 @@ from ._batch import Batch
 from ._calls import Result, forward
 from ._ids import stable_ids
 from ._messages import Id, Message, Properties
-from ._options import BeforeSend, OnError, Options, Timeout
+from ._options import BeforeSend, BeforeSendHooks, OnError, OnViolation, Options, Timeout
+from ._scope import Pending, Scope, scope
 from ._version import VERSION
 from .client import Client
 from .errors import (
@@ -39,6 +41,7 @@ from .errors import (
     DeliveryError,
     MessageTooLargeError,
     NetworkError,
+    PlanViolationError,
     RateLimitError,
     RetryableBatchDeliveryError,
     RetryableError,
@@ -48,6 +51,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from .plan import TrackingPlan
 
 __version__ = VERSION
 
@@ -66,11 +70,14 @@ __all__ = [
     "NetworkError",
     "OnError",
     "Options",
+    "Pending",
+    "PlanViolationError",
     "Properties",
     "RateLimitError",
     "Result",
     "RetryableBatchDeliveryError",
     "RetryableError",
+    "Scope",
     "SegmentError",
     "ServerError",
     "Timeout",
@@ -86,6 +93,7 @@ __all__ = [
     "identify",
     "join",
     "page",
+    "scope",
     "screen",
     "shutdown",
     "stable_ids",
@@ -100,10 +108,10 @@ max_queue_size: int = Options.max_queue_size
 send: bool = Options.send
 on_error: OnError | None = Options.on_error
 gzip: bool = Options.gzip
-max_retries: int = Options.max_retries
+max_retries: int | None = Options.max_retries
 sync_mode: bool = Options.sync_mode
-timeout: Timeout = Options.timeout
-proxies: dict[str, str] | None = None
+timeout: Timeout | tuple[float, None] | None = Options.timeout
+proxies: dict[str, str | None] | None = None
 thread: int = Options.thread
 upload_size: int = Options.upload_size
 upload_interval: float = Options.upload_interval
@@ -115,10 +123,12 @@ oauth_auth_server: str = Options.oauth_auth_server
 oauth_scope: str = Options.oauth_scope
 max_total_backoff_duration: float = Options.max_total_backoff_duration
 max_rate_limit_duration: float = Options.max_rate_limit_duration
-total_timeout: float = Options.total_timeout
+total_timeout: float | None = None
 backoff_factor: float = Options.backoff_factor
 verify: bool | str = Options.verify
-before_send: BeforeSend | None = Options.before_send
+before_send: BeforeSendHooks = Options.before_send
+tracking_plan: TrackingPlan | str | None = Options.tracking_plan
+on_violation: OnViolation = Options.on_violation
 
 _SETTINGS = _options.names()
 """Every option is a module setting of the same name."""
@@ -129,7 +139,19 @@ default_client: Client | None = None
 """The client behind the module-level functions; built from the settings on first use."""
 
 
-_building = threading.Lock()
+_building = threading.RLock()
+"""Held while ``default_client`` is built and while a setting is assigned, so neither is lost."""
+
+
+def _new_lock_after_fork() -> None:
+    # The thread that held the lock in the parent does not exist in a forked child: a lock
+    # copied while held would block the child's first call forever.
+    global _building  # noqa: PLW0603
+    _building = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _client() -> Client:
@@ -160,11 +182,16 @@ class _SettingsModule(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:  # noqa: ANN401 - any setting's value
         namespace = self.__dict__
         if name in _SETTINGS:
-            old = namespace.get("default_client")
-            if old is not None and not _same(namespace.get(name), value):
-                namespace["default_client"] = None
-                old.close()
-        elif name not in namespace and not name.startswith("_") and not isinstance(value, types.ModuleType):
+            # Under the building lock: a client being built now reads either the old value (and
+            # is dropped here once built) or the new one; the assignment is never lost.
+            with namespace["_building"]:
+                old = namespace.get("default_client")
+                if old is not None and not _same(namespace.get(name), value):
+                    namespace["default_client"] = None
+                    old.close()
+                super().__setattr__(name, value)
+            return
+        if name not in namespace and not name.startswith("_") and not isinstance(value, types.ModuleType):
             close = difflib.get_close_matches(name, _SETTINGS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {', '.join(_SETTINGS)}"
             msg = f"simple_segment has no setting {name!r}{hint}"

@@ -7,10 +7,11 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from . import _scope
 from ._calls import Calls, Result
-from ._delivery import Delivery
+from ._delivery import Delivery, Outbox
 from ._messages import Message, Properties, mapping, with_defaults
-from .errors import BatchDeliveryError, DeliveryError, RetryableBatchDeliveryError, RetryableError, SegmentError
+from .errors import SegmentError
 
 log = logging.getLogger("simple_segment")
 
@@ -32,6 +33,11 @@ class Batch(Calls):
     every message not delivered.  With the client's ``on_error``, it is called once per
     failed request with that request's messages, and the batch goes on.
 
+    A batch opened inside a deferring :func:`~simple_segment.scope` posts nothing
+    itself: when its block ends (or at :meth:`flush`) it hands its messages to the
+    scope, which delivers them when it ends; its counters then stay at 0.  Messages
+    get the active scope's ``context``/``integrations`` under the batch's own.
+
     ``messages_sent``, ``requests_sent`` and ``bytes_sent`` count what was delivered.
     A batch is independent of any other (nesting one in another makes two separate
     batches), and may be used from several threads; its calls are serialized by a lock.
@@ -48,20 +54,29 @@ class Batch(Calls):
         self._context: dict[str, Any] | None = mapping(context, "context") or None
         self._integrations: dict[str, Any] | None = mapping(integrations, "integrations") or None
         self._lock = threading.RLock()
-        self._pending = delivery.new_buffer()  # the pending request; only its bytes are kept
-        self._unsent: list[dict[str, Any]] = []
-        self._failure: DeliveryError | None = None
+        self._outbox = Outbox(delivery)
+        self._deferred: _scope.Pending | None = None  # the deferring scope's, when opened in one
+        self._held: list[bytes] = []  # for that scope, handed over at the block's end
         self._open = False
-        self.messages_sent = 0
+
+    @property
+    def messages_sent(self) -> int:
         """Messages delivered so far."""
-        self.requests_sent = 0
+        return self._outbox.messages_sent
+
+    @property
+    def requests_sent(self) -> int:
         """Requests delivered so far."""
-        self.bytes_sent = 0
+        return self._outbox.requests_sent
+
+    @property
+    def bytes_sent(self) -> int:
         """Request body bytes delivered so far (compressed size with gzip)."""
+        return self._outbox.bytes_sent
 
     def __repr__(self) -> str:
         return (
-            f"<simple_segment.Batch pending={len(self._pending)} messages_sent={self.messages_sent}"
+            f"<simple_segment.Batch pending={len(self._outbox) + len(self._held)} messages_sent={self.messages_sent}"
             f" requests_sent={self.requests_sent} bytes_sent={self.bytes_sent}>"
         )
 
@@ -71,6 +86,8 @@ class Batch(Calls):
                 msg = "this batch is already open; make a new one with client.batch()"
                 raise SegmentError(msg)
             self._open = True
+            scope = _scope.current()
+            self._deferred = None if scope is None else scope.pending
         return self
 
     def __exit__(
@@ -82,31 +99,19 @@ class Batch(Calls):
         with self._lock:
             self._open = False
             if exc_type is not None:
-                if self._pending:
-                    log.warning("batch block raised: %d pending messages not sent", len(self._pending))
-                if self._failure is not None:
+                held, self._held = len(self._held), []
+                pending, unsent, failure = self._outbox.discard()
+                if pending or held:
+                    log.warning("batch block raised: %d pending messages not sent", pending + held)
+                if failure is not None:
                     # The block's own exception propagates unchanged; say what else was lost.
                     log.error(
-                        "batch block raised after a failed request: %d messages not delivered (%s)",
-                        len(self._unsent),
-                        self._failure,
+                        "batch block raised after a failed request: %d messages not delivered (%s)", unsent, failure
                     )
-                    self._unsent, self._failure = [], None
-                self._pending.take()
                 return
-            self._flush_locked()
-            failure = self._failure
-            if failure is None:
-                return
-            unsent, self._unsent, self._failure = self._unsent, [], None
-        kind = RetryableBatchDeliveryError if isinstance(failure, RetryableError) else BatchDeliveryError
-        error = kind(
-            f"batch delivery failed: {len(unsent)} messages not delivered ({failure})",
-            unsent=unsent,
-            attempts=failure.attempts,
-            sent=self.messages_sent,
-        )
-        raise error from failure
+            self._hand_over_locked()
+            self._outbox.flush()
+            self._outbox.raise_failure("batch delivery failed")
 
     def _emit(self, msg: Message) -> Result:
         if not self._open:
@@ -114,37 +119,31 @@ class Batch(Calls):
             raise SegmentError(error)
         if self._context or self._integrations:
             msg = with_defaults(msg, self._context, self._integrations)
-        prepared = self._delivery.prepare(msg)
-        if prepared is None:
+        msg, data = self._delivery.prepare(msg)
+        if data is None:
             return False, msg
-        msg, data = prepared
         with self._lock:
             if not self._open:
                 error = "this batch's block ended while the call was being made"
                 raise SegmentError(error)
-            if self._failure is None and not self._pending.fits(data):
-                self._flush_locked()
-            if self._failure is not None:
-                self._unsent.append(msg)
+            if self._deferred is not None:
+                self._held.append(data)
             else:
-                self._pending.add(data)
+                self._outbox.add(data, msg)
         return True, msg
 
     def flush(self) -> None:
-        """Post the pending messages now (nothing when there are none)."""
+        """Post the pending messages now (nothing when there are none); in a deferring scope, hand them to it."""
         with self._lock:
-            self._flush_locked()
+            self._hand_over_locked()
+            self._outbox.flush()
 
-    def _flush_locked(self) -> None:
-        if not self._pending or self._failure is not None:
+    def _hand_over_locked(self) -> None:
+        if not self._held or self._deferred is None:
             return
-        encoded = self._pending.take()
-        try:
-            outcome = self._delivery.deliver(encoded)
-        except DeliveryError as exc:
-            self._failure = exc
-            self._unsent.extend(exc.messages)
-            return
-        self.messages_sent += outcome.messages
-        self.requests_sent += outcome.requests
-        self.bytes_sent += outcome.bytes_sent
+        held, self._held = self._held, []
+        if not self._deferred.hold(self._delivery, held):
+            # The scope was delivered while this batch was open: the batch sends them itself.
+            self._deferred = None
+            for data in held:
+                self._outbox.add(data)

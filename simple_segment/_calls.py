@@ -14,19 +14,11 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec
 
 from . import _messages
-from ._messages import Message
+from ._messages import Message, Result
 
 __all__ = ["Calls", "Result", "forward"]
 
 P = ParamSpec("P")
-
-Result = tuple[bool, Message]
-"""``(ok, msg)``: what every call returns, as in the official library.
-
-``msg`` is the message as sent (or as it would be sent).  ``ok`` is False only when
-nothing was sent for it: delivery failed and ``on_error`` took the error, or a
-``before_send`` hook dropped the message.
-"""
 
 _RETURNS = """
 

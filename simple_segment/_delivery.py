@@ -1,32 +1,42 @@
-"""The one path of a built message: ``before_send``, encoding, then capture, skip or send.
+"""The one path of a built message: scope defaults, ``before_send``, encoding, then capture, skip or send.
 
 A single call is a batch of one: :meth:`Delivery.emit` prepares the message and
-delivers a one-message request; a :class:`~simple_segment.Batch` prepares each
-message and delivers full requests.  :meth:`Delivery.deliver` is the only place that
-decides whether a request is captured (:func:`simple_segment.testing.capture`),
-skipped (``send=False``) or posted, and the only place that hands a failure to
-``on_error``.
+delivers a one-message request (or, inside a deferring :func:`~simple_segment.scope`,
+holds it); a :class:`~simple_segment.Batch` prepares each message and fills requests
+through an :class:`Outbox`, as a deferring scope's end does with what it held.
+:meth:`Delivery.deliver` is the only place that decides whether a request is
+captured (:func:`simple_segment.testing.capture`), skipped (``send=False``) or
+posted, and the only place that hands a failure to ``on_error``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import _messages
-from ._calls import Result
-from ._messages import Message
-from ._options import BeforeSend, OnError
+from ._messages import Message, Result
+from ._options import BeforeSend, BeforeSendHooks, OnError
+from ._scope import current as current_scope
 from ._transport import Transport
 from ._wire import Envelope, RequestBuffer, decode_messages, encode_message
-from .errors import DeliveryError, MessageTooLargeError, ValidationError
+from .errors import (
+    BatchDeliveryError,
+    DeliveryError,
+    MessageTooLargeError,
+    RetryableBatchDeliveryError,
+    RetryableError,
+    ValidationError,
+)
+from .plan import _gate
 
-__all__ = ["Delivery", "Outcome", "Preview", "intercept"]
+__all__ = ["Delivery", "Outbox", "Outcome", "Preview", "intercept"]
 
 log = logging.getLogger("simple_segment")
 
@@ -34,6 +44,16 @@ Recorder = Callable[[list[Message]], None]
 
 _recorders: tuple[Recorder, ...] = ()
 _recorders_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A lock another thread held at the fork would stay held in the child for ever.
+    global _recorders_lock  # noqa: PLW0603
+    _recorders_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 @contextmanager
@@ -81,7 +101,7 @@ class Preview:
 
 
 _HOOK = "before_send()"
-"""How errors name a message returned by the hook."""
+"""How errors name a message returned by the hook (``before_send[i]()`` for a list's i-th)."""
 
 _SKIPPED = Outcome(ok=True)
 _FAILED = Outcome(ok=False)
@@ -90,59 +110,91 @@ _FAILED = Outcome(ok=False)
 class Delivery:
     """Prepares and delivers messages for one client; shared by its calls and batches."""
 
-    __slots__ = ("_before_send", "_envelope", "_on_error", "_send", "_transport")
+    __slots__ = ("_envelope", "_hooks", "_on_error", "_plan_gate", "_send", "_transport")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, one per part of the path
         self,
         *,
         envelope: Envelope,
         transport: Transport,
         send: bool,
         on_error: OnError | None,
-        before_send: BeforeSend | None,
+        before_send: BeforeSendHooks,
+        plan_gate: Callable[[Message], Message | None] | None = None,
     ) -> None:
+        self._plan_gate = plan_gate
+        """The tracking plan's check (``simple_segment.plan.PlanGate``), or None."""
         self._envelope = envelope
         self._transport = transport
         self._send = send
         self._on_error = on_error
-        self._before_send = before_send
+        self._hooks: tuple[tuple[BeforeSend, str], ...] = _hooks(before_send)
 
     def new_buffer(self) -> RequestBuffer:
         """Return an empty buffer that fills up to one request of this client."""
         return self._envelope.buffer()
 
-    def prepare(self, msg: Message) -> tuple[Message, bytes] | None:
-        """Run ``before_send`` and serialize; return the message and its bytes, or None when dropped.
+    def prepare(self, msg: Message) -> tuple[Message, bytes | None]:
+        """Merge the scope's defaults, run the hooks, check the plan and serialize; return the message and its bytes.
 
-        Raises :class:`~simple_segment.ValidationError` for a message that cannot be
-        sent (also one a hook returned) and whatever the hook itself raises.
+        The bytes are None when a ``before_send`` hook or the tracking plan
+        (``on_violation="drop"``) dropped the message (the message is then the one the
+        hook was given, or the one checked).  Raises :class:`~simple_segment.ValidationError`
+        for a message that cannot be sent (also one a hook returned),
+        :class:`~simple_segment.PlanViolationError` for one that breaks the plan
+        (``on_violation="raise"``) and whatever a hook
+        itself raises.
         """
-        hook = self._before_send
-        if hook is None:
-            data = encode_message(msg)
-        else:
+        scope = current_scope()
+        if scope is not None and (scope.context or scope.integrations):
+            msg = _messages.with_defaults(msg, scope.context, scope.integrations)
+        name: str | None = None
+        for hook, name in self._hooks:  # in order; each sees what the previous one returned
             changed = hook(msg)
             if changed is None:
-                log.debug("before_send dropped %s", msg.get("messageId"))
-                return None
-            msg = _messages.check(changed, _HOOK)
+                log.debug("%s dropped %s", name, msg.get("messageId"))
+                return msg, None
+            msg = _messages.check(changed, name)
+        if name is None:
+            data = encode_message(msg)
+        else:
             try:
                 data = encode_message(msg)
             except MessageTooLargeError:
                 raise
             except ValidationError as exc:
-                raise ValidationError(f"{_HOOK}.{exc.field}", exc.reason) from exc.__cause__
+                raise ValidationError(f"{name}.{exc.field}", exc.reason) from exc.__cause__
+        for watch in _gate.watchers:  # the pytest plugin's segment_plan: it records, changes nothing
+            watch(msg)
+        gate = self._plan_gate  # the tracking plan checks the message as it would be sent
+        if gate is not None and gate(msg) is None:
+            return msg, None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sending %s", msg)
         return msg, data
 
     def emit(self, msg: Message) -> Result:
-        """Deliver one message as a request of its own; what a single call returns."""
-        prepared = self.prepare(msg)
-        if prepared is None:
+        """Deliver one message as a request of its own, or hold it in a deferring scope; what a call returns."""
+        msg, data = self.prepare(msg)
+        if data is None:
             return False, msg
-        msg, data = prepared
+        scope = current_scope()
+        if scope is not None and scope.pending is not None and scope.pending.hold(self, [data]):
+            return True, msg
         return self.deliver([data], [msg]).ok, msg
+
+    def send_held(self, encoded: list[bytes]) -> int:
+        """Send messages a deferring scope held, as a batch does; return how many were delivered.
+
+        Raises :class:`~simple_segment.BatchDeliveryError` (``.unsent``) after a failed
+        request when there is no ``on_error``.
+        """
+        outbox = Outbox(self)
+        for data in encoded:
+            outbox.add(data)
+        outbox.flush()
+        outbox.raise_failure("deferred delivery failed")
+        return outbox.messages_sent
 
     def preview(self, encoded: list[bytes]) -> Preview:
         """Return the request that :meth:`deliver` would post for ``encoded`` now, redacted."""
@@ -175,6 +227,87 @@ class Delivery:
             self._on_error(exc, exc.messages)
             return _FAILED
         return Outcome(True, 1, len(encoded), delivered.bytes_sent)  # noqa: FBT003 - positional: the hot path
+
+
+class Outbox:
+    """Requests of one client being filled from encoded messages and sent as each fills up.
+
+    What a :class:`~simple_segment.Batch` and a deferring scope's end send through.
+    It holds at most one pending request.  After a failed request (with no
+    ``on_error``) it sends nothing more: the failed request's messages and every
+    later one are collected as ``unsent`` (decoded again, in order), and
+    :meth:`raise_failure` raises them as a :class:`~simple_segment.BatchDeliveryError`.
+    Not thread-safe: its owner serializes calls.
+    """
+
+    __slots__ = ("_delivery", "_failure", "_pending", "_unsent", "bytes_sent", "messages_sent", "requests_sent")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+        self._pending = delivery.new_buffer()  # only the bytes of the pending request are kept
+        self._unsent: list[dict[str, Any]] = []
+        self._failure: DeliveryError | None = None
+        self.messages_sent = 0
+        self.requests_sent = 0
+        self.bytes_sent = 0
+
+    def __len__(self) -> int:
+        """Messages pending (not yet sent, failures excepted)."""
+        return len(self._pending)
+
+    def add(self, data: bytes, msg: Message | None = None) -> None:
+        """Add one encoded message (``msg`` is it as a dict, when the caller has it); send a full request first."""
+        if self._failure is None and not self._pending.fits(data):
+            self.flush()
+        if self._failure is not None:
+            self._unsent.append(msg if msg is not None else Message(decode_messages([data])[0]))
+        else:
+            self._pending.add(data)
+
+    def flush(self) -> None:
+        """Send the pending request now (nothing when there is none or a request failed)."""
+        if not self._pending or self._failure is not None:
+            return
+        encoded = self._pending.take()
+        try:
+            outcome = self._delivery.deliver(encoded)
+        except DeliveryError as exc:
+            self._failure = exc
+            self._unsent.extend(exc.messages)
+            return
+        self.messages_sent += outcome.messages
+        self.requests_sent += outcome.requests
+        self.bytes_sent += outcome.bytes_sent
+
+    def discard(self) -> tuple[int, int, DeliveryError | None]:
+        """Drop what is pending and any failure; return the counts dropped (pending, unsent) and the failure."""
+        dropped = (len(self._pending.take()), len(self._unsent), self._failure)
+        self._unsent, self._failure = [], None
+        return dropped
+
+    def raise_failure(self, what: str) -> None:
+        """Raise a BatchDeliveryError if a request failed (``what`` starts its text); then forget the failure."""
+        failure = self._failure
+        if failure is None:
+            return
+        unsent, self._unsent, self._failure = self._unsent, [], None
+        kind = RetryableBatchDeliveryError if isinstance(failure, RetryableError) else BatchDeliveryError
+        error = kind(
+            f"{what}: {len(unsent)} messages not delivered ({failure})",
+            unsent=unsent,
+            attempts=failure.attempts,
+            sent=self.messages_sent,
+        )
+        raise error from failure
+
+
+def _hooks(before_send: BeforeSendHooks) -> tuple[tuple[BeforeSend, str], ...]:
+    # Options has made it None, one callable, or a flat tuple of callables.
+    if before_send is None:
+        return ()
+    if callable(before_send):
+        return ((before_send, _HOOK),)
+    return tuple((hook, f"before_send[{index}]()") for index, hook in enumerate(before_send) if callable(hook))
 
 
 def _decode(encoded: list[bytes]) -> list[Message]:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from .errors import ValidationError
+
 __all__ = ["STABLE_IDS_NAMESPACE", "new_message_id", "next_message_id", "stable_ids"]
 
 STABLE_IDS_NAMESPACE = uuid.UUID("6f1c4d02-8b53-5f4e-9a57-3c2f1b1d5e7a")
@@ -23,20 +25,57 @@ STABLE_IDS_NAMESPACE = uuid.UUID("6f1c4d02-8b53-5f4e-9a57-3c2f1b1d5e7a")
 
 
 class _Scope:
-    __slots__ = ("counter", "seed")
+    __slots__ = ("counter", "forks", "parent", "seed")
 
-    def __init__(self, seed: str) -> None:
+    def __init__(self, seed: str, parent: _Scope | None) -> None:
         self.seed = seed
-        self.counter = itertools.count()  # next() is atomic: threads sharing a scope get distinct n
+        self.parent = parent
+        # A block inside an open block of the same seed continues that block's count (an RQ
+        # job function calling another one in the same job): fresh counting would repeat its ids.
+        same = parent
+        while same is not None and same.seed != seed:
+            same = same.parent
+        self.counter: itertools.count[int] = itertools.count() if same is None else same.counter  # next() is atomic
+        self.forks: itertools.count[int] = itertools.count() if same is None else same.forks
+
+    def after_fork(self, fork: int) -> None:
+        # In a forked child: this block and every block around it go on under a seed of their
+        # own, so parent and child never mint one id for two events; the n-th fork of a block
+        # gets the same seed on every run, so a re-run child repeats its own ids.
+        scope: _Scope | None = self
+        while scope is not None:
+            scope.seed = f"{scope.seed}:fork{fork}"
+            scope.counter = itertools.count()
+            scope.forks = itertools.count()
+            scope = scope.parent
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("simple_segment_stable_ids", default=None)
+_forking: list[tuple[_Scope, int]] = []
+"""The forking thread's open block and the fork's number, from before the fork to after it."""
+
+
+def _before_fork() -> None:
+    scope = _scope.get()
+    if scope is not None:
+        _forking.append((scope, next(scope.forks)))
+
+
+def _after_fork_in_parent() -> None:
+    _forking.clear()
+
+
+def _after_fork_in_child() -> None:
+    _random.seed()  # a forked child must not repeat its parent's random ids
+    if _forking:
+        scope, fork = _forking.pop()
+        scope.after_fork(fork)
+    _forking.clear()
 
 
 _random = random.Random()  # noqa: S311 - ids must be unique, not secret; seeded from os.urandom; private, so random.seed(42) elsewhere cannot repeat our ids
 if hasattr(os, "register_at_fork"):
-    # A forked child must not repeat its parent's ids: it draws from a fresh seed.
-    os.register_at_fork(after_in_child=_random.seed)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 _VERSION_4 = (0x4 << 76) | (0x2 << 62)
 """The version (4) and variant (RFC 4122) bits of a UUID, set in every id."""
 _CLEAR = ~((0xF << 76) | (0x3 << 62))
@@ -74,16 +113,34 @@ def stable_ids(seed: str | int | uuid.UUID) -> Iterator[None]:
     advance the count).  Outside any block ids are random (version 4).
 
     The scope is a :mod:`contextvars` variable: it holds for the current thread or
-    asyncio task, and tasks created inside the block share its count.  A block inside
-    another starts its own count; the outer one resumes after it.
+    asyncio task, and tasks created inside the block share its count; threads started
+    inside it do not inherit it (their ids are random) unless run in a copy of the
+    context (``contextvars.copy_context().run(...)``).  A block inside another with a
+    different seed starts its own count, and the outer one resumes after it; a block
+    inside another with the same seed continues the outer block's count, so the two
+    never give one id to two events (an RQ job function calling another one).  A
+    process forked inside a block goes on under a seed of its own
+    (``f"{seed}:fork{k}"`` for the block's k-th fork), as do its enclosing blocks: the
+    parent and its children never share an id, and a re-run that forks in the same
+    order repeats them.
+
+    Raises :class:`~simple_segment.ValidationError` for a seed that is not a non-empty
+    str, an int or a UUID.
 
     Since: 0.2.0
     """
     if isinstance(seed, bool) or not isinstance(seed, (str, int, uuid.UUID)) or seed == "":
-        msg = f"stable_ids(seed): seed must be a non-empty str, an int or a UUID, not {seed!r}"
-        raise TypeError(msg)
-    token = _scope.set(_Scope(str(seed)))
+        raise ValidationError("stable_ids(seed)", f"must be a non-empty str, an int or a UUID, not {_shown(seed)}")
+    token = _scope.set(_Scope(str(seed), _scope.get()))
     try:
         yield
     finally:
         _scope.reset(token)
+
+
+def _shown(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the error
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else f"{text[:77]}..."  # noqa: PLR2004

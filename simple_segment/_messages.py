@@ -22,11 +22,21 @@ from typing import Any, ParamSpec, TypeAlias
 from uuid import UUID
 
 from ._ids import next_message_id
+from ._values import (
+    FOREIGN,
+    _InvalidValueError,
+    describe,
+    foreign_scalar,
+    format_datetime,
+    json_copy,
+    now_iso,
+    plain_str,
+    to_json_value,
+)
 from ._version import VERSION
-from ._wire import _InvalidValueError, format_datetime, json_copy, now_iso, plain_str, to_json_value
 from .errors import ValidationError
 
-__all__ = ["Id", "Message", "Properties", "alias", "group", "identify", "page", "screen", "track"]
+__all__ = ["Id", "Message", "Properties", "Result", "alias", "group", "identify", "page", "screen", "track"]
 
 LIBRARY_NAME = "simple_segment"
 MAX_MESSAGE_ID_LENGTH = 100
@@ -61,12 +71,25 @@ class Message(dict[str, Any]):
         raise KeyError(key)
 
 
+Result: TypeAlias = tuple[bool, Message]
+"""``(ok, msg)``: what every call returns, as in the official library.
+
+``msg`` is the message as sent (or as it would be sent).  ``ok`` is False only when
+nothing was sent for it: delivery failed and ``on_error`` took the error, or a
+``before_send`` hook dropped the message.
+"""
+
+
 # -- argument checks -------------------------------------------------------------
 
 
 def _id(value: object, field: str) -> str | None:
     if value is None or type(value) is str:
         return value
+    if type(value).__module__.startswith(FOREIGN):  # a DataFrame's value: numpy int, NaN, NA
+        value = _foreign(value, field)
+        if value is None:
+            return None
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, str):
@@ -82,6 +105,13 @@ def _id(value: object, field: str) -> str | None:
     except Exception as exc:
         reason = "an int with too many digits to send" if isinstance(value, int) else "could not be made a str"
         raise ValidationError(field, reason) from exc
+
+
+def _foreign(value: object, field: str) -> object:
+    try:
+        return foreign_scalar(value)
+    except Exception as exc:
+        raise ValidationError(field, f"could not be read: {describe(exc)}") from exc
 
 
 def _required_id(value: object, field: str) -> str:
@@ -115,6 +145,8 @@ def _optional_str(value: object, field: str) -> str | None:
 
 
 def _timestamp(value: object) -> str:
+    if type(value).__module__.startswith(FOREIGN):  # numpy.datetime64; NaT is no timestamp given
+        value = _foreign(value, "timestamp")
     if value is None:
         return now_iso()
     if not isinstance(value, dt.datetime):
@@ -282,19 +314,38 @@ screen = _retyped(page, "screen", "Record a mobile screen view (``name`` within 
 
 
 def with_defaults(msg: Message, context: dict[str, Any] | None, integrations: dict[str, Any] | None) -> Message:
-    """Return ``msg`` with batch-level ``context``/``integrations`` merged under its own.
+    """Return ``msg`` with default ``context``/``integrations`` (a batch's, a scope's) merged under its own.
 
-    The merge is one level deep: a key the message sets wins over the same key of the
-    defaults, whatever its value.  ``msg`` itself is not modified, and each message gets
-    its own copy of the defaults (a hook or a caller changing one message's nested
-    context cannot change the next message's).
+    The merge is recursive (:func:`merged_under`): a key the message sets wins over
+    the same key of the defaults, and where both hold a dict (``context["page"]``)
+    the two are merged key by key.  ``msg`` itself is not modified, and each message
+    gets its own copy of the defaults (a hook or a caller changing one message's
+    nested context cannot change the next message's).
     """
     msg = Message(msg)
     if context:
-        msg["context"] = {**json_copy(context), **msg["context"]}
+        msg["context"] = merged_under(msg["context"], context)
     if integrations:
-        msg["integrations"] = {**json_copy(integrations), **msg["integrations"]}
+        msg["integrations"] = merged_under(msg["integrations"], integrations)
     return msg
+
+
+def merged_under(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Return a new dict: ``defaults`` (copied) with ``own`` over it, dicts found in both merged recursively.
+
+    Both are converted JSON values; the defaults' keys come first, as ``{**defaults, **own}`` orders them.
+    """
+    result: dict[str, Any] = {}
+    for key, under in defaults.items():
+        if key not in own:
+            result[key] = json_copy(under)
+        else:
+            value = own[key]
+            result[key] = merged_under(value, under) if type(value) is dict and type(under) is dict else value
+    for key, value in own.items():
+        if key not in result:
+            result[key] = value
+    return result
 
 
 _REQUIRED = {

@@ -31,12 +31,12 @@ from urllib.parse import quote
 
 from ._transport import (
     MAX_RETRY_AFTER,
-    NETWORK_FAILURES,
     Answer,
     Clock,
-    Endpoint,
     Failure,
+    HTTPTransport,
     Limits,
+    endpoint_for,
     failure_of,
     retrying,
 )
@@ -83,7 +83,7 @@ class TokenSource:
     errors.
     """
 
-    def __init__(self, options: Options, *, clock: Clock, user_agent: str) -> None:
+    def __init__(self, options: Options, *, clock: Clock, user_agent: str, seam: HTTPTransport | None = None) -> None:
         missing = [name for name in _REQUIRED if not getattr(options, name)]
         if missing:
             given = ", ".join(name for name in _REQUIRED if name not in missing)
@@ -105,7 +105,7 @@ class TokenSource:
         self._scope = options.oauth_scope
         self._audience = options.oauth_auth_server.rstrip("/")
         self.url = f"{self._audience}/token"
-        self._endpoint = Endpoint(self.url, proxies=options.proxies, verify=options.verify, timeout=options.timeout)
+        self._endpoint = endpoint_for(self.url, options, seam)  # the client's transport seam, if it has one
         self._clock = clock
         self._limits = Limits.of(options, clock, at_least=TOKEN_RETRIES)
         self._headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": user_agent}
@@ -153,7 +153,7 @@ class TokenSource:
             return Failure(NetworkError(reason, attempts=attempts))
         try:
             answer = self._endpoint.exchange(self._form(), self._headers, remaining)
-        except NETWORK_FAILURES as exc:
+        except self._endpoint.failures as exc:
             return failure_of(exc, self.url, attempts, ran_out=False)
         self._learn_skew(answer)
         if answer.status == 200:  # noqa: PLR2004 - the one success

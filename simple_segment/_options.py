@@ -12,18 +12,20 @@ import dataclasses
 import ipaddress
 import logging
 import math
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigurationError
+from .plan import OnViolation, TrackingPlan
 
 if TYPE_CHECKING:
     from ._messages import Message
 
-__all__ = ["DEFAULT_HOST", "BeforeSend", "OnError", "Options", "Timeout"]
+__all__ = ["DEFAULT_HOST", "BeforeSend", "BeforeSendHooks", "OnError", "OnViolation", "Options", "Timeout"]
 
 log = logging.getLogger("simple_segment")
 
@@ -33,11 +35,22 @@ DEFAULT_HOST = "https://api.segment.io"
 Timeout = float | tuple[float, float]
 """Seconds for one HTTP attempt: one number, or a ``(connect, read)`` pair."""
 
+DEFAULT_TOTAL_TIMEOUT = 30.0
+"""Seconds for a whole call when ``total_timeout`` is not given (or one full attempt, if longer)."""
+
+MAX_SECONDS = 2_000_000.0
+"""The longest time any option may give (about 23 days): sockets and sleeps take no more."""
+
 OnError = Callable[[Exception, list[dict[str, Any]]], object]
 """``on_error(exception, messages)``: called instead of raising when delivery fails."""
 
 BeforeSend = Callable[["Message"], "Message | None"]
-"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it."""
+"""``before_send(msg)``: returns the message to send (possibly changed) or None to drop it.
+
+The ``before_send`` option takes one hook or a list (or tuple) of them, run in order."""
+
+BeforeSendHooks = BeforeSend | Sequence["BeforeSendHooks"] | None
+"""What the ``before_send`` option takes: a hook, None, or a list of these (flattened, None skipped)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -68,7 +81,7 @@ class Options:
     max_retries: int = 3
     sync_mode: bool = False
     timeout: Timeout = 15.0
-    proxies: Mapping[str, str] | None = None
+    proxies: Mapping[str, str | None] | None = None
     thread: int = 1
     upload_size: int = 100
     upload_interval: float = 0.5
@@ -81,17 +94,19 @@ class Options:
     max_total_backoff_duration: float = 43200.0
     max_rate_limit_duration: float = 1800.0
     # Ours, keyword-only on Client.
-    total_timeout: float = 30.0
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT
     backoff_factor: float = 0.5
     verify: bool | str = True
-    before_send: BeforeSend | None = None
+    before_send: BeforeSendHooks = None
+    tracking_plan: TrackingPlan | None = None
+    on_violation: OnViolation = "raise"
 
     def __post_init__(self) -> None:
         checked = {
             "write_key": _write_key(self.write_key),
             "host": normalize_host(self.host),
             "on_error": _callable_or_none("on_error", self.on_error, "on_error(exception, messages)"),
-            "before_send": _callable_or_none("before_send", self.before_send, "before_send(msg)"),
+            "before_send": _hooks(self.before_send),
             "timeout": _timeout(self.timeout),
             "total_timeout": _seconds("total_timeout", self.total_timeout, minimum=0.001),
             "backoff_factor": _seconds("backoff_factor", self.backoff_factor),
@@ -101,9 +116,11 @@ class Options:
             "proxies": _proxies(self.proxies),
             "verify": _verify(self.verify),
             "oauth_auth_server": normalize_host(self.oauth_auth_server, "oauth_auth_server"),
+            "tracking_plan": _tracking_plan(self.tracking_plan),
+            "on_violation": _on_violation(self.on_violation),
         }
         for name in ("debug", "send", "gzip", "sync_mode"):
-            checked[name] = bool(getattr(self, name))
+            checked[name] = _flag(name, getattr(self, name))
         for name in ("oauth_client_id", "oauth_client_key", "oauth_key_id", "oauth_scope"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -154,10 +171,14 @@ def names() -> tuple[str, ...]:
 def _write_key(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError("write_key", "is required: a non-empty str (your source's write key)")
+    # Surrounding whitespace is what a key read from a secret file carries (its newline).
+    value = str(value).strip()
     if _CONTROL.search(value):
-        raise ConfigurationError("write_key", "must not contain control characters (a stray newline?)")
-    if value != value.strip():
-        raise ConfigurationError("write_key", "must not start or end with whitespace")
+        raise ConfigurationError("write_key", "must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError("write_key", "must be text that encodes as UTF-8 (a lone surrogate?)") from None
     return value
 
 
@@ -248,13 +269,85 @@ def _callable_or_none(name: str, value: Any, shape: str) -> Any:  # noqa: ANN401
     return value
 
 
+def _hooks(value: object) -> BeforeSend | tuple[BeforeSend, ...] | None:
+    # One hook, or a list/tuple of them run in order (kept as a flat tuple: Options are
+    # immutable).  Falsy means none, as for on_error.  In a list, None is skipped and a
+    # list is spliced in, so an integration adds its hook to whatever the user set with
+    # ``before_send = [before_send, its_hook]``.
+    if isinstance(value, (list, tuple)):
+        return tuple(_flat_hooks(value, "")) or None
+    single: BeforeSend | None = _callable_or_none("before_send", value, "before_send(msg) or a list of such hooks")
+    return single
+
+
+def _flat_hooks(hooks: list[object] | tuple[object, ...], path: str) -> Iterator[BeforeSend]:
+    for index, hook in enumerate(hooks):
+        if isinstance(hook, (list, tuple)):
+            yield from _flat_hooks(hook, f"{path}[{index}]")
+        elif callable(hook):
+            yield hook
+        elif hook is not None:
+            reason = f"{path}[{index}] must be callable as before_send(msg), not {type(hook).__name__}"
+            raise ConfigurationError("before_send", reason)
+
+
 def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(name, f"must be a number of seconds, not {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number < minimum:
-        raise ConfigurationError(name, f"must be a finite number >= {minimum:g}, got {value!r}")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):  # an int too large for a float; a hostile __float__
+        number = math.inf
+    if not math.isfinite(number) or number < minimum or number > MAX_SECONDS:
+        rule = f"must be a finite number from {minimum:g} to {MAX_SECONDS:g}"
+        raise ConfigurationError(name, f"{rule}, got {_short(value)}")
     return number
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the error
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 40 else f"{text[:37]}..."  # noqa: PLR2004
+
+
+def _flag(name: str, value: object) -> bool:
+    # send="false" is truthy: a switch given as anything but a bool is refused, not guessed.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigurationError(name, f"must be True or False, not {_short(value)}")
+
+
+def given(*, timeout: object, total_timeout: object, max_retries: object) -> dict[str, Any]:
+    """Return ``timeout``, ``total_timeout`` and ``max_retries`` as :class:`Options` takes them.
+
+    Resolves the spellings the official client (that is, requests) accepts: a
+    ``timeout`` of None (no limit) or ``(connect, None)`` gives an attempt the whole
+    call's budget, ``max_retries=None`` means the default; and ``total_timeout=None``
+    (not given) means :data:`DEFAULT_TOTAL_TIMEOUT`, or one full attempt when the
+    ``timeout`` given is longer, so a long timeout is never cut short by the default.
+    """
+    if total_timeout is None:
+        attempt = _timeout(_no_none(timeout, 0.001))  # a part with no limit takes what is left
+        longest = sum(attempt) if isinstance(attempt, tuple) else attempt
+        total_timeout = max(DEFAULT_TOTAL_TIMEOUT, min(longest, MAX_SECONDS))
+    budget = total_timeout if isinstance(total_timeout, (int, float)) and not isinstance(total_timeout, bool) else 0
+    return {
+        "timeout": _no_none(timeout, budget or DEFAULT_TOTAL_TIMEOUT),
+        "total_timeout": total_timeout,
+        "max_retries": Options.max_retries if max_retries is None else max_retries,
+    }
+
+
+def _no_none(timeout: object, budget: float) -> object:
+    if timeout is None:
+        return budget
+    if isinstance(timeout, (tuple, list)):
+        return type(timeout)(budget if part is None else part for part in timeout)
+    return timeout
 
 
 def _count(name: str, value: object) -> int:
@@ -271,11 +364,14 @@ def _timeout(value: object) -> Timeout:
     return _seconds("timeout", value, minimum=0.001)
 
 
-def _proxies(value: object) -> dict[str, str] | None:
+def _proxies(value: object) -> dict[str, str | None] | None:
+    # A None value means "no proxy for this scheme", the environment's included (as in requests).
     if value is None:
         return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ConfigurationError("proxies", "must be a dict of str such as {'https': 'http://proxy:3128'}")
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()
+    ):
+        raise ConfigurationError("proxies", "must be a dict of str (or None) such as {'https': 'http://proxy:3128'}")
     return dict(value)
 
 
@@ -287,3 +383,23 @@ def _verify(value: object) -> bool | str:
             raise ConfigurationError("verify", f"the CA bundle {value!r} does not exist")
         return value
     raise ConfigurationError("verify", "must be True, False or the path of a CA bundle (a file or a folder)")
+
+
+def _tracking_plan(value: object) -> TrackingPlan | None:
+    # A path is loaded here, so `simple_segment.tracking_plan = "plan.json"` works as a setting.
+    if value is None or isinstance(value, TrackingPlan):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return TrackingPlan.load(value)
+    raise ConfigurationError(
+        "tracking_plan", "must be a simple_segment.plan.TrackingPlan (from TrackingPlan.load), a path, or None"
+    )
+
+
+_ON_VIOLATION = ("raise", "drop", "warn", "send")
+
+
+def _on_violation(value: object) -> OnViolation:
+    if value not in _ON_VIOLATION:
+        raise ConfigurationError("on_violation", f"must be one of {', '.join(map(repr, _ON_VIOLATION))}, not {value!r}")
+    return value  # type: ignore[return-value]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from ._batch import Batch
 from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
-from ._options import BeforeSend, OnError, Options, Timeout
-from ._transport import SystemClock, Transport, without_traceback
+from ._options import BeforeSendHooks, OnError, OnViolation, Options, Timeout, given
+from ._transport import HTTPTransport, SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
 from .errors import ConfigurationError
+from .plan import TrackingPlan
+from .plan._gate import PlanGate
 
 __all__ = ["Client"]
 
@@ -53,7 +56,22 @@ class Client(Calls):
     ``send=False`` (or ``stub=True``) messages are validated and built but nothing is
     sent.  ``before_send(msg)`` sees every message after validation and returns it
     (possibly changed) or None to drop it; a dropped message's call returns
-    ``(False, msg)``.
+    ``(False, msg)``.  ``before_send`` may also be a list of hooks (since 0.2.0), run in
+    order, each given what the previous one returned; a drop ends the chain.
+
+    ``transport`` replaces the network for tests: each request (the token requests of
+    OAuth too) goes to it, for example a :class:`simple_segment.testing.MockTransport`,
+    below the retries, the deadline and the error mapping, which work as they do over
+    the network; waits and deadlines use its clock.  It is not an option (not in
+    :attr:`options`, not a module setting): proxies and ``verify`` do not apply to it.
+
+    ``tracking_plan`` (a :class:`simple_segment.plan.TrackingPlan`, or the path of
+    its JSON) checks every message as it would be sent, after ``before_send``;
+    ``on_violation`` says what a message that breaks it does: ``"raise"`` (the
+    default) raises :class:`~simple_segment.PlanViolationError` at the call, nothing
+    sent; ``"drop"`` sends nothing, the call returns ``(False, msg)``, and
+    :attr:`violations_dropped` counts it (logged at DEBUG); ``"warn"`` logs a WARNING
+    and sends; ``"send"`` does not check.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
@@ -83,10 +101,10 @@ class Client(Calls):
         send: bool = _D.send,  # noqa: FBT001
         on_error: OnError | None = _D.on_error,
         gzip: bool = _D.gzip,  # noqa: FBT001
-        max_retries: int = _D.max_retries,
+        max_retries: int | None = _D.max_retries,
         sync_mode: bool = _D.sync_mode,  # noqa: FBT001
-        timeout: Timeout = _D.timeout,
-        proxies: dict[str, str] | None = _D.proxies,  # type: ignore[assignment]
+        timeout: Timeout | tuple[float, None] | None = _D.timeout,
+        proxies: Mapping[str, str | None] | None = _D.proxies,
         thread: int = _D.thread,
         upload_size: int = _D.upload_size,
         upload_interval: float = _D.upload_interval,
@@ -99,24 +117,27 @@ class Client(Calls):
         max_total_backoff_duration: float = _D.max_total_backoff_duration,
         max_rate_limit_duration: float = _D.max_rate_limit_duration,
         *,
-        total_timeout: float = _D.total_timeout,
+        total_timeout: float | None = None,
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
-        before_send: BeforeSend | None = _D.before_send,
+        before_send: BeforeSendHooks = _D.before_send,
+        tracking_plan: TrackingPlan | str | None = _D.tracking_plan,
+        on_violation: OnViolation = _D.on_violation,
         stub: bool = False,
+        transport: HTTPTransport | None = None,
     ) -> None:
         try:
+            if not isinstance(stub, bool):
+                raise ConfigurationError("stub", f"must be True or False, not {type(stub).__name__}")  # noqa: TRY301
             options = Options(
                 write_key=write_key,
                 host=host,
                 debug=debug,
                 max_queue_size=max_queue_size,
-                send=bool(send) and not stub,
+                send=send and not stub if isinstance(send, bool) else send,  # a bad send is still refused
                 on_error=on_error,
                 gzip=gzip,
-                max_retries=max_retries,
                 sync_mode=sync_mode,
-                timeout=timeout,
                 proxies=proxies,
                 thread=thread,
                 upload_size=upload_size,
@@ -129,15 +150,17 @@ class Client(Calls):
                 oauth_scope=oauth_scope,
                 max_total_backoff_duration=max_total_backoff_duration,
                 max_rate_limit_duration=max_rate_limit_duration,
-                total_timeout=total_timeout,
+                **given(timeout=timeout, total_timeout=total_timeout, max_retries=max_retries),
                 backoff_factor=backoff_factor,
                 verify=verify,
                 before_send=before_send,
+                tracking_plan=tracking_plan,  # type: ignore[arg-type] # a path is loaded by Options
+                on_violation=on_violation,
             )
-            clock = SystemClock()
-            tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT) if options.oauth else None
+            clock = (transport.clock if transport is not None else None) or SystemClock()
+            tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT, seam=transport) if options.oauth else None
             # Made now, so proxy and CA variables are read when the client is (documented).
-            transport = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens)
+            http = Transport(options, user_agent=USER_AGENT, clock=clock, authorization=tokens, seam=transport)
         except ConfigurationError as exc:
             error: ConfigurationError | None = exc
         else:
@@ -148,13 +171,16 @@ class Client(Calls):
             del write_key, oauth_client_key, proxies
             raise error.with_traceback(None) from without_traceback(error.__cause__)
         self._options = options
-        self._transport = transport
+        self._transport = http
+        plan, mode = options.tracking_plan, options.on_violation
+        self._plan_gate = None if plan is None or mode == "send" else PlanGate(plan, mode)
         self._delivery = Delivery(
             envelope=Envelope(options.write_key or ""),
-            transport=transport,
+            transport=http,
             send=options.send,
             on_error=options.on_error,
             before_send=options.before_send,
+            plan_gate=self._plan_gate,
         )
         self._emit = self._delivery.emit  # type: ignore[method-assign]
         _configure_logging(options)
@@ -187,9 +213,34 @@ class Client(Calls):
         return self._options.on_error
 
     @property
-    def before_send(self) -> BeforeSend | None:
-        """``before_send(msg)``, or None."""
+    def before_send(self) -> BeforeSendHooks:
+        """``before_send(msg)``, the tuple of hooks run in order when a list was given, or None."""
         return self._options.before_send
+
+    @property
+    def tracking_plan(self) -> TrackingPlan | None:
+        """The tracking plan messages are checked against, or None.
+
+        Since: 0.2.0
+        """
+        return self._options.tracking_plan
+
+    @property
+    def on_violation(self) -> OnViolation:
+        """What a message that breaks the plan does: raise, drop, warn or send.
+
+        Since: 0.2.0
+        """
+        return self._options.on_violation
+
+    @property
+    def violations_dropped(self) -> int:
+        """Messages not sent because they broke the plan (``on_violation="drop"``).
+
+        Since: 0.2.0
+        """
+        gate = self._plan_gate
+        return 0 if gate is None else gate.dropped
 
     @property
     def debug(self) -> bool:
@@ -222,7 +273,7 @@ class Client(Calls):
         return self._options.total_timeout
 
     @property
-    def proxies(self) -> dict[str, str] | None:
+    def proxies(self) -> dict[str, str | None] | None:
         """The proxies given (the environment's are also honoured)."""
         proxies = self._options.proxies
         return None if proxies is None else dict(proxies)

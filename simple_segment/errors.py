@@ -5,7 +5,8 @@ Every error this library raises is a :class:`SegmentError`::
     SegmentError(Exception)
     ├── ValidationError(SegmentError, ValueError, AssertionError)   bad input, raised before any I/O
     │   ├── MessageTooLargeError(ValidationError, RuntimeError)     one message over 32 KB
-    │   └── ConfigurationError(ValidationError)                     bad write_key / host / option
+    │   ├── ConfigurationError(ValidationError)                     bad write_key / host / option
+    │   └── PlanViolationError(ValidationError)                     the message breaks the tracking plan
     ├── DeliveryError(SegmentError)                                 messages were not delivered
     │   ├── APIError(DeliveryError)                                 Segment answered non-2xx (permanent)
     │   │   ├── ServerError(APIError, RetryableError)               408 / retryable 5xx
@@ -27,15 +28,16 @@ may succeed later, and ``error.retryable`` is ``isinstance(error, RetryableError
 
 The classes take plain values (status, code, headers, text) and import nothing from
 the HTTP stack.  Every attribute lives in ``args``, in the order of the constructor's
-parameters, so an error rebuilds from its ``args`` alone: ``type(e)(*e.args)`` (after
-a JSON round trip too, as Celery's JSON result backend does) and ``pickle`` give back
-the same status, code, message, attempts and messages.
+parameters (each class names the slots in ``_FIELDS``), so an error rebuilds from its
+``args`` alone: ``type(e)(*e.args)`` (after a JSON round trip too, as Celery's JSON
+result backend does) and ``pickle`` give back the same status, code, message, attempts
+and messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "APIError",
@@ -44,6 +46,7 @@ __all__ = [
     "DeliveryError",
     "MessageTooLargeError",
     "NetworkError",
+    "PlanViolationError",
     "RateLimitError",
     "RetryableBatchDeliveryError",
     "RetryableError",
@@ -59,6 +62,19 @@ Messages = Sequence[dict[str, Any]]
 
 class SegmentError(Exception):
     """Base class of every error raised by simple_segment."""
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ()
+    """The names of the ``args`` slots, in the order of the constructor's parameters."""
+
+    def _arg(self, name: str) -> Any:  # noqa: ANN401 - each property says its slot's type
+        """Return the ``args`` slot called ``name`` (see :attr:`_FIELDS`)."""
+        return self.args[self._FIELDS.index(name)]
+
+    def _set_arg(self, name: str, value: object) -> None:
+        """Replace the ``args`` slot called ``name``."""
+        args = list(self.args)
+        args[self._FIELDS.index(name)] = value
+        self.args = tuple(args)
 
 
 class RetryableError(SegmentError):
@@ -76,18 +92,20 @@ class ValidationError(SegmentError, ValueError, AssertionError):
     ``reason`` the rule it broke.
     """
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("field", "reason")
+
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(field, reason)
 
     @property
     def field(self) -> str:
         """The path of the offending value or option."""
-        return str(self.args[0])
+        return str(self._arg("field"))
 
     @property
     def reason(self) -> str:
         """The rule it broke."""
-        return str(self.args[1])
+        return str(self._arg("reason"))
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -96,23 +114,25 @@ class ValidationError(SegmentError, ValueError, AssertionError):
 class MessageTooLargeError(ValidationError, RuntimeError):
     """A serialized message is larger than Segment accepts (32 KB); nothing was sent."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("size", "limit", "field")
+
     def __init__(self, size: int, limit: int, field: str = "message") -> None:
         Exception.__init__(self, size, limit, field)
 
     @property
     def size(self) -> int:
         """The serialized size in bytes."""
-        return int(self.args[0])
+        return int(self._arg("size"))
 
     @property
     def limit(self) -> int:
         """The largest size accepted."""
-        return int(self.args[1])
+        return int(self._arg("limit"))
 
     @property
     def field(self) -> str:
         """Which message (``"message"``)."""
-        return str(self.args[2])
+        return str(self._arg("field"))
 
     @property
     def reason(self) -> str:
@@ -124,6 +144,33 @@ class ConfigurationError(ValidationError):
     """A client option is missing or invalid (write_key, host, timeout, ...)."""
 
 
+class PlanViolationError(ValidationError):
+    """A message breaks the client's tracking plan; nothing was sent for it.
+
+    ``violations`` lists every violation as ``(path, message, rule)`` tuples
+    (:class:`simple_segment.plan.Violation`); ``field`` and ``reason`` are the first
+    one's path and message; ``str()`` names every path.  Since: 0.2.0
+    """
+
+    def __init__(self, field: str, reason: str, violations: Sequence[Any] = ()) -> None:
+        Exception.__init__(self, field, reason, list(violations))
+
+    @property
+    def violations(self) -> list[Any]:
+        """Every violation, ``(path, message, rule)`` each (lists again after a JSON round trip)."""
+        violations: list[Any] = self.args[2]
+        return violations
+
+    @property
+    def paths(self) -> list[str]:
+        """The path of each violation, in order."""
+        return [str(violation[0]) for violation in self.violations] or [self.field]
+
+    def __str__(self) -> str:
+        listed = [f"{path}: {message} [{rule}]" for path, message, rule in self.violations]
+        return f"breaks the tracking plan: {'; '.join(listed) or f'{self.field}: {self.reason}'}"
+
+
 class DeliveryError(SegmentError):
     """Messages were not delivered.
 
@@ -132,14 +179,13 @@ class DeliveryError(SegmentError):
     same messages again later may succeed (``isinstance(self, RetryableError)``).
     """
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("message", "messages", "attempts")
+
     def __init__(self, message: str, messages: Messages | None = None, attempts: int = 0) -> None:
         super().__init__(message, list(messages or ()), attempts)
 
-    _MESSAGES = 1
-    """Where ``messages`` sits in ``args``."""
-
     def __str__(self) -> str:
-        return str(self.args[0])
+        return str(self._arg("message"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r}, messages=<{len(self.messages)}>, attempts={self.attempts})"
@@ -156,19 +202,17 @@ class DeliveryError(SegmentError):
     @property
     def messages(self) -> list[dict[str, Any]]:
         """The messages that were not delivered."""
-        messages: list[dict[str, Any]] = self.args[self._MESSAGES]
+        messages: list[dict[str, Any]] = self._arg("messages")
         return messages
 
     @messages.setter
     def messages(self, messages: Messages) -> None:
-        args = list(self.args)
-        args[self._MESSAGES] = list(messages)
-        self.args = tuple(args)
+        self._set_arg("messages", list(messages))
 
     @property
     def attempts(self) -> int:
         """How many HTTP attempts were made."""
-        return int(self.args[self._MESSAGES + 1])
+        return int(self._arg("attempts"))
 
 
 class APIError(DeliveryError):
@@ -193,27 +237,28 @@ class APIError(DeliveryError):
         Exception.__init__(self, status, code, message, None, dict(headers or {}), list(messages or ()), attempts)
         self.response = response
 
-    _MESSAGES = 5
+    # The response slot is always None: a live HTTP response is neither pickled nor sent as JSON.
+    _FIELDS: ClassVar[tuple[str, ...]] = ("status", "code", "message", "response", "headers", "messages", "attempts")
 
     @property
     def status(self) -> int:
         """The HTTP status."""
-        return int(self.args[0])
+        return int(self._arg("status"))
 
     @property
     def code(self) -> str:
         """The ``code`` of Segment's answer (``"unknown"`` when it had none)."""
-        return str(self.args[1])
+        return str(self._arg("code"))
 
     @property
     def message(self) -> str:
         """The ``message`` of Segment's answer, or the body's text."""
-        return str(self.args[2])
+        return str(self._arg("message"))
 
     @property
     def headers(self) -> dict[str, str]:
         """The response headers."""
-        headers: dict[str, str] = self.args[4]
+        headers: dict[str, str] = self._arg("headers")
         return headers
 
     def __str__(self) -> str:
@@ -233,6 +278,10 @@ class ServerError(APIError, RetryableError):
 class RateLimitError(APIError, RetryableError):
     """Segment answered 429; ``retry_after`` is the wait it asked for in seconds, if any."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        "status", "code", "message", "response", "headers", "messages", "attempts", "retry_after",
+    )
+
     def __init__(  # noqa: PLR0913 - APIError's signature plus retry_after
         self,
         status: int,
@@ -250,7 +299,7 @@ class RateLimitError(APIError, RetryableError):
     @property
     def retry_after(self) -> float | None:
         """Seconds the server asked to wait (``Retry-After``), if it said."""
-        value = self.args[7]
+        value = self._arg("retry_after")
         return None if value is None else float(value)
 
 
@@ -291,6 +340,9 @@ class BatchDeliveryError(DeliveryError):
     When that error is retryable, the block raises :class:`RetryableBatchDeliveryError`.
     """
 
+    # The unsent messages are DeliveryError's ``messages`` slot.
+    _FIELDS: ClassVar[tuple[str, ...]] = ("message", "messages", "attempts", "sent")
+
     def __init__(self, message: str, unsent: Messages | None = None, attempts: int = 0, sent: int = 0) -> None:
         Exception.__init__(self, message, list(unsent or ()), attempts, sent)
 
@@ -302,7 +354,7 @@ class BatchDeliveryError(DeliveryError):
     @property
     def sent(self) -> int:
         """How many messages the block delivered."""
-        return int(self.args[3])
+        return int(self._arg("sent"))
 
 
 class RetryableBatchDeliveryError(BatchDeliveryError, RetryableError):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
+from faults import FaultServer
+from tls import Certificates, make_certificates
 
 import simple_segment
 from simple_segment.testing import FakeSegment
@@ -54,6 +56,59 @@ def client(fake_segment: FakeSegment) -> Iterator[simple_segment.Client]:
         WRITE_KEY, host=fake_segment.url, timeout=2, total_timeout=8, backoff_factor=0.01
     ) as c:
         yield c
+
+
+QUICK = {"timeout": 2, "total_timeout": 8, "backoff_factor": 0.01}
+"""The options of a quick client: retries a hundredth of a second apart, a short time budget."""
+
+
+class _Served(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+class QuickClient(Protocol):
+    """The ``quick_client`` fixture: ``quick_client(host=None, *, key=WRITE_KEY, **options) -> Client``."""
+
+    def __call__(
+        self, host: str | _Served | None = None, /, *, key: str = ..., **options: Any
+    ) -> simple_segment.Client: ...
+
+
+@pytest.fixture
+def quick_client(request: pytest.FixtureRequest) -> Iterator[QuickClient]:
+    """Make clients with QUICK options; closed after the test.
+
+    ``host`` is a URL or a server with a ``.url`` (a FakeSegment, a FaultServer), the
+    ``fake_segment`` fixture's when left out; ``options`` override QUICK.
+    """
+    made: list[simple_segment.Client] = []
+
+    def make(host: str | _Served | None = None, /, *, key: str = WRITE_KEY, **options: Any) -> simple_segment.Client:
+        if host is None:
+            host = request.getfixturevalue("fake_segment")
+        url = host if isinstance(host, str) else host.url
+        made.append(simple_segment.Client(key, host=url, **{**QUICK, **options}))
+        return made[-1]
+
+    yield make
+    for made_client in made:
+        made_client.close()
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    """A fault server (tests/faults.py) answering 200 unless scripted; its threads are joined afterwards."""
+    with FaultServer() as server:
+        yield server
+    assert server.alive_threads() == []
+    assert server.errors == []
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA and a certificate for 127.0.0.1 it signed (tests/tls.py), made once per module."""
+    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 def basic_auth(key: str = WRITE_KEY) -> str:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BAD_RETRY_AFTER",
     "Behaviour",
     "Conn",
     "FaultServer",
@@ -282,6 +283,21 @@ def retry_after(status: int, value: str) -> Behaviour:
     """``status`` with ``Retry-After: value`` (shown shortened in test ids)."""
     shown = value if len(value) <= 24 else f"{value[:10]}...({len(value)} chars)"
     return respond(status, {"Retry-After": value}, name=f"retry_after({status}, {shown!r})")
+
+
+BAD_RETRY_AFTER = {
+    "5000-digits": "9" * 5000,
+    "year-99999": "Fri, 31 Dec 99999 23:59:59 GMT",
+    "year-10000": "Sat, 01 Jan 10000 00:00:00 GMT",
+    "garbage": "soon, maybe",
+    "negative": "-5",
+    "empty": "",
+    "float-inf": "inf",
+    "nan": "nan",
+    "hex": "0x10",
+    "bad-date": "Mon, 99 Foo 2024 25:61:61 GMT",
+}
+"""Retry-After values that are neither delay-seconds in a sane range nor a valid HTTP-date."""
 
 
 def redirect(status: int = 307, location: str = "/elsewhere") -> Behaviour:

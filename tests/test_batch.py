@@ -9,18 +9,14 @@ import threading
 import tracemalloc
 
 import pytest
-from conftest import WRITE_KEY, body_of
+from conftest import WRITE_KEY, QuickClient, body_of
 
 import simple_segment
 from simple_segment import BatchDeliveryError, Client, SegmentError, ValidationError
 from simple_segment.testing import FakeSegment
 
 
-def quick_client(server: FakeSegment, **options: object) -> Client:
-    return Client(WRITE_KEY, host=server.url, timeout=2, total_timeout=8, backoff_factor=0.01, **options)
-
-
-def test_block_posts_once_at_exit(fake_segment: FakeSegment) -> None:
+def test_block_posts_once_at_exit(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """Calls inside the block return (True, msg) at once; one request goes out when the block ends."""
     with quick_client(fake_segment) as client, client.batch() as batch:
         results = [batch.track(f"u{i}", "E", {"i": i}) for i in range(10)]
@@ -35,7 +31,7 @@ def test_block_posts_once_at_exit(fake_segment: FakeSegment) -> None:
     assert batch.bytes_sent == len(request.body)
 
 
-def test_empty_batch_sends_nothing(fake_segment: FakeSegment) -> None:
+def test_empty_batch_sends_nothing(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """A block with no calls makes no request."""
     with quick_client(fake_segment) as client, client.batch() as batch:
         pass
@@ -43,7 +39,7 @@ def test_empty_batch_sends_nothing(fake_segment: FakeSegment) -> None:
     assert (batch.messages_sent, batch.requests_sent, batch.bytes_sent) == (0, 0, 0)
 
 
-def test_split_on_message_count(fake_segment: FakeSegment) -> None:
+def test_split_on_message_count(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """6,000 small messages go in requests of at most 2,500, each delivered once, in order."""
     with quick_client(fake_segment) as client, client.batch() as batch:
         for i in range(6000):
@@ -55,7 +51,7 @@ def test_split_on_message_count(fake_segment: FakeSegment) -> None:
     assert batch.requests_sent == 3
 
 
-def test_split_on_request_bytes(fake_segment: FakeSegment) -> None:
+def test_split_on_request_bytes(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """Large messages are split so no body exceeds 500,000 bytes; order and count are kept."""
     blob = "x" * 30_000
     with quick_client(fake_segment) as client, client.batch() as batch:
@@ -69,7 +65,7 @@ def test_split_on_request_bytes(fake_segment: FakeSegment) -> None:
     assert batch.bytes_sent == sum(sizes)
 
 
-def test_validation_error_raises_at_the_call(fake_segment: FakeSegment) -> None:
+def test_validation_error_raises_at_the_call(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """A bad call raises at its line; the batch still delivers the valid calls if the caller goes on."""
     with quick_client(fake_segment) as client, client.batch() as batch:
         batch.track("u", "Good")
@@ -79,7 +75,7 @@ def test_validation_error_raises_at_the_call(fake_segment: FakeSegment) -> None:
     assert [m["event"] for m in fake_segment.messages] == ["Good", "Also Good"]
 
 
-def test_exception_in_block_sends_nothing_pending(fake_segment: FakeSegment) -> None:
+def test_exception_in_block_sends_nothing_pending(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """If the block raises, pending messages are dropped and the exception propagates unchanged."""
     error = RuntimeError("boom")
     with quick_client(fake_segment) as client:
@@ -90,7 +86,7 @@ def test_exception_in_block_sends_nothing_pending(fake_segment: FakeSegment) -> 
     assert fake_segment.requests == []
 
 
-def test_flush_sends_pending_now(fake_segment: FakeSegment) -> None:
+def test_flush_sends_pending_now(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """batch.flush() posts what is pending; an empty flush sends nothing."""
     with quick_client(fake_segment) as client, client.batch() as batch:
         batch.track("u", "A")
@@ -102,7 +98,7 @@ def test_flush_sends_pending_now(fake_segment: FakeSegment) -> None:
     assert [len(r.batch) for r in fake_segment.requests] == [1, 1]
 
 
-def test_failure_on_third_request_of_five(fake_segment: FakeSegment) -> None:
+def test_failure_on_third_request_of_five(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """A request failing after retries: the error carries the delivered count and every undelivered message."""
     fake_segment.respond_with(200, times=2)
     fake_segment.respond_with(500, times=10)
@@ -123,7 +119,7 @@ def test_failure_on_third_request_of_five(fake_segment: FakeSegment) -> None:
     assert batch.messages_sent == 5000
 
 
-def test_resending_unsent_completes_the_block(fake_segment: FakeSegment) -> None:
+def test_resending_unsent_completes_the_block(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """The unsent messages can be resent with the same messageIds and nothing is lost or doubled."""
     fake_segment.respond_with(400)
     with quick_client(fake_segment) as client:
@@ -139,7 +135,9 @@ def test_resending_unsent_completes_the_block(fake_segment: FakeSegment) -> None
     assert [m["properties"]["i"] for m in fake_segment.messages] == list(range(10))
 
 
-def test_on_error_is_called_per_failed_request_and_block_goes_on(fake_segment: FakeSegment) -> None:
+def test_on_error_is_called_per_failed_request_and_block_goes_on(
+    fake_segment: FakeSegment, quick_client: QuickClient
+) -> None:
     """With on_error, each failed request calls it once with its messages and later requests still go."""
     failures: list[list[dict]] = []
     fake_segment.respond_with(200)
@@ -154,7 +152,7 @@ def test_on_error_is_called_per_failed_request_and_block_goes_on(fake_segment: F
     assert batch.messages_sent == 5000
 
 
-def test_batch_context_and_integrations(fake_segment: FakeSegment) -> None:
+def test_batch_context_and_integrations(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """Batch-level context/integrations apply to every message; the message's own keys win."""
     with quick_client(fake_segment) as client:
         with client.batch(context={"ip": "1.1.1.1", "app": {"v": 1}}, integrations={"All": False}) as batch:
@@ -170,7 +168,7 @@ def test_batch_context_and_integrations(fake_segment: FakeSegment) -> None:
     assert first["context"]["library"]["name"] == "simple_segment"
 
 
-def test_gzip_batches(fake_segment: FakeSegment) -> None:
+def test_gzip_batches(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """With gzip the batch body is compressed; bytes_sent counts compressed bytes."""
     with quick_client(fake_segment, gzip=True) as client, client.batch() as batch:
         for i in range(100):
@@ -191,7 +189,7 @@ def test_module_level_batch(fake_segment: FakeSegment) -> None:
     assert [m["type"] for m in fake_segment.messages] == ["page", "screen"]
 
 
-def test_calls_outside_the_block_fail_clearly(fake_segment: FakeSegment) -> None:
+def test_calls_outside_the_block_fail_clearly(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """A batch takes calls only inside its with block; reopening it fails clearly."""
     with quick_client(fake_segment) as client:
         batch = client.batch()
@@ -204,7 +202,7 @@ def test_calls_outside_the_block_fail_clearly(fake_segment: FakeSegment) -> None
             batch.track("u", "E")
 
 
-def test_nested_batches_are_independent(fake_segment: FakeSegment) -> None:
+def test_nested_batches_are_independent(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """A batch inside a batch is a separate batch: the inner one posts when its own block ends."""
     with quick_client(fake_segment) as client, client.batch() as outer:
         outer.track("u", "Outer")
@@ -214,7 +212,7 @@ def test_nested_batches_are_independent(fake_segment: FakeSegment) -> None:
     assert [m["event"] for m in fake_segment.messages] == ["Inner", "Outer"]
 
 
-def test_batch_shared_by_threads(fake_segment: FakeSegment) -> None:
+def test_batch_shared_by_threads(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
     """Calls from several threads into one batch are all delivered once."""
     with quick_client(fake_segment) as client, client.batch() as batch:
 
@@ -239,7 +237,7 @@ def test_send_false_batch_sends_nothing(fake_segment: FakeSegment) -> None:
     assert batch.messages_sent == 0
 
 
-def test_memory_stays_flat() -> None:
+def test_memory_stays_flat(quick_client: QuickClient) -> None:
     """10,000 events of ~1.2 KB through one block (25 requests): traced memory does not grow with them.
 
     Keeping the 8,000 events sent after the first measurement would hold about 10 MB.
@@ -267,7 +265,9 @@ def test_memory_stays_flat() -> None:
         server.stop()
 
 
-def test_block_error_after_failed_request_is_logged(fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture) -> None:
+def test_block_error_after_failed_request_is_logged(
+    fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture, quick_client: QuickClient
+) -> None:
     """If the block raises after a request failed, the block's exception propagates and the loss is logged."""
     fake_segment.respond_with(400)
     with quick_client(fake_segment) as client:

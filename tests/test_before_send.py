@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from conftest import WRITE_KEY
 
-from simple_segment import Client, Message, ValidationError
+import simple_segment
+from simple_segment import Client, ConfigurationError, Message, ValidationError
 from simple_segment.testing import FakeSegment, capture
 
 
@@ -115,3 +116,124 @@ def test_the_callers_message_is_not_changed_by_a_mutating_hook(fake_segment: Fak
         client.track("u", "E", properties)
     assert properties == {"email": "a@b.c"}
     assert fake_segment.messages[0]["properties"] == {}
+
+
+# -- a list of hooks ---------------------------------------------------------------------
+
+
+def tag(name: str, seen: list[str]) -> Any:
+    """A hook that records its name and appends it to ``context.hooks``."""
+
+    def hook(msg: Message) -> Message:
+        seen.append(name)
+        msg["context"]["hooks"] = [*msg["context"].get("hooks", []), name]
+        return msg
+
+    return hook
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_a_list_of_hooks_runs_in_order(fake_segment: FakeSegment, container: Any) -> None:
+    """Each hook gets what the previous one returned, for calls and batches alike; the last result is sent."""
+    seen: list[str] = []
+    hooks = container([tag("first", seen), tag("second", seen), tag("third", seen)])
+    with Client(WRITE_KEY, host=fake_segment.url, before_send=hooks) as client:
+        ok, msg = client.track("u", "Single")
+        with client.batch() as batch:
+            batch.track("u", "Batched")
+    assert ok is True
+    assert seen == ["first", "second", "third"] * 2
+    assert [m["context"]["hooks"] for m in fake_segment.messages] == [["first", "second", "third"]] * 2
+    assert fake_segment.messages[0] == msg
+    assert client.before_send == tuple(hooks)
+
+
+def test_a_drop_stops_the_chain(fake_segment: FakeSegment) -> None:
+    """A hook returning None drops the message: later hooks do not run and the call returns (False, msg)."""
+    seen: list[str] = []
+
+    def drop_internal(msg: Message) -> Message | None:
+        seen.append("drop_internal")
+        return None if msg["userId"].startswith("internal-") else msg
+
+    with Client(
+        WRITE_KEY, host=fake_segment.url, before_send=[tag("first", seen), drop_internal, tag("last", seen)]
+    ) as client:
+        ok, msg = client.track("internal-1", "E")
+        assert seen == ["first", "drop_internal"]
+        with client.batch() as batch:
+            dropped = batch.track("internal-2", "E")
+            batch.track("user-2", "E")
+    assert ok is False
+    assert msg["context"]["hooks"] == ["first"]  # the message as the dropping hook got it
+    assert dropped[0] is False
+    assert [m["userId"] for m in fake_segment.messages] == ["user-2"]
+    assert fake_segment.messages[0]["context"]["hooks"] == ["first", "last"]
+
+
+def test_what_each_hook_returns_is_validated_naming_the_hook(fake_segment: FakeSegment) -> None:
+    """A hook of a list that breaks the message gets a ValidationError naming its index."""
+    with Client(
+        WRITE_KEY, host=fake_segment.url, before_send=[lambda m: m, lambda m: {**m, "type": "bogus"}]
+    ) as client, pytest.raises(ValidationError) as info:
+        client.track("u", "E")
+    assert info.value.field == "before_send[1]().type"
+    with Client(
+        WRITE_KEY, host=fake_segment.url, before_send=[lambda m: m, lambda m: {**m, "properties": {"x": float("inf")}}]
+    ) as client, pytest.raises(ValidationError) as info:
+        client.track("u", "E")
+    assert info.value.field == "before_send[1]().properties.x"
+    assert fake_segment.requests == []
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ([scrub_email, 42], "[1] must be callable"),
+        ((scrub_email, "hook"), "[1] must be callable"),
+        ([[scrub_email, {"not": "callable"}]], "[0][1] must be callable"),
+        (42, "must be callable as before_send(msg) or a list"),
+    ],
+)
+def test_a_hook_that_is_not_callable_is_a_configuration_error(value: Any, where: str) -> None:
+    """Each hook must be callable: ConfigurationError on before_send, naming the index."""
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY, before_send=value)
+    assert info.value.field == "before_send"
+    assert where in info.value.reason
+
+
+def test_an_integration_adds_its_hook_without_taking_the_users(fake_segment: FakeSegment) -> None:
+    """``before_send = [before_send, its_hook]`` works whatever the user set: none, one hook or a list."""
+    seen: list[str] = []
+    integration = tag("integration", seen)
+    for users in (None, tag("user", seen), [tag("user", seen), tag("user-2", seen)]):
+        simple_segment.write_key, simple_segment.host = WRITE_KEY, fake_segment.url
+        simple_segment.before_send = users
+        simple_segment.before_send = [simple_segment.before_send, integration]
+        simple_segment.track("u", "E")
+    assert [m["context"]["hooks"] for m in fake_segment.messages] == [
+        ["integration"],
+        ["user", "integration"],
+        ["user", "user-2", "integration"],
+    ]
+    assert Client(WRITE_KEY, before_send=[None, []]).before_send is None
+
+
+def test_hooks_see_scope_context_and_run_at_the_call_in_a_deferred_scope(fake_segment: FakeSegment) -> None:
+    """In a deferring scope the hooks run at the call (a drop returns (False, msg) there), not at delivery."""
+    seen: list[str] = []
+
+    def drop_without_ip(msg: Message) -> Message | None:
+        seen.append(msg["event"])
+        return msg if "ip" in msg["context"] else None
+
+    with Client(WRITE_KEY, host=fake_segment.url, before_send=[drop_without_ip]) as client:
+        with simple_segment.scope(defer=True):
+            dropped = client.track("u", "No Ip")
+            with simple_segment.scope(context={"ip": "1.2.3.4"}):
+                kept = client.track("u", "Ip")
+            assert seen == ["No Ip", "Ip"]
+        assert seen == ["No Ip", "Ip"]
+    assert (dropped[0], kept[0]) == (False, True)
+    assert [m["event"] for m in fake_segment.messages] == ["Ip"]

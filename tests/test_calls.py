@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import re
 import uuid
 
 import pytest
-from conftest import WRITE_KEY, basic_auth, body_of
+from conftest import WRITE_KEY, QuickClient, basic_auth, body_of
 
 import simple_segment
 from simple_segment import Client
@@ -60,6 +61,17 @@ def test_body_is_compact_utf8_json(client: Client, fake_segment: FakeSegment) ->
     assert b", " not in raw
     assert b": " not in raw
     assert json.loads(raw)["batch"][0]["properties"] == {"名前": "値"}
+
+
+def test_gzip_body(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
+    """gzip=True sends Content-Encoding: gzip and bytes that decode to the same JSON."""
+    with quick_client(fake_segment, gzip=True) as client:
+        _, msg = client.track("u", "E", {"text": "hello " * 200})
+    request = fake_segment.requests[0]
+    assert request.headers["content-encoding"] == "gzip"
+    decoded = json.loads(gzip.decompress(request.body))
+    assert decoded["batch"] == [msg]
+    assert len(request.body) < len(json.dumps(decoded))
 
 
 @pytest.mark.parametrize(

@@ -20,17 +20,21 @@ SUPPORTED = {
         "Id", "Properties", "Timeout",
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
         "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
-        "RetryableBatchDeliveryError", "RetryableError",
+        "RetryableBatchDeliveryError", "RetryableError", "PlanViolationError",
         "identify", "track", "page", "screen", "group", "alias", "batch", "flush", "join", "shutdown",
-        "default_client", "stable_ids",
+        "default_client", "stable_ids", "scope", "Scope", "Pending",
     ],
     "simple_segment.client": ["Client"],
     "simple_segment.errors": [
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
         "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
-        "RetryableBatchDeliveryError", "RetryableError",
+        "RetryableBatchDeliveryError", "RetryableError", "PlanViolationError",
     ],
-    "simple_segment.testing": ["capture", "Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest"],
+    "simple_segment.testing": [
+        "capture", "Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest", "IssuedToken",
+        "OAuthSettings", "MockTransport", "MockRequest", "MockResponse", "FakeClock",
+    ],
+    "simple_segment.plan": ["TrackingPlan", "Violation", "Rule", "OnViolation", "Unplanned"],
     "simple_segment.integrations.celery": ["install", "uninstall"],
     "simple_segment.integrations.rq": ["StableIdsJob", "stable_ids_job"],
 }
@@ -46,6 +50,22 @@ def test_all_is_exactly_the_public_surface() -> None:
     """``__all__`` lists the supported names and nothing private."""
     assert sorted(simple_segment.__all__) == sorted(SUPPORTED["simple_segment"])
     assert all(not name.startswith("_") or name == "__version__" for name in simple_segment.__all__)
+
+
+def test_testing_all_is_exactly_its_surface() -> None:
+    """``simple_segment.testing.__all__`` lists its supported names, MockTransport's included."""
+    import simple_segment.testing
+
+    assert sorted(simple_segment.testing.__all__) == sorted(SUPPORTED["simple_segment.testing"])
+
+
+def test_client_takes_transport_keyword_only_last() -> None:
+    """``transport`` is keyword-only, after the other keyword-only options, and defaults to the network (None)."""
+    parameters = list(inspect.signature(simple_segment.Client).parameters.values())
+    assert parameters[-1].name == "transport"
+    assert parameters[-1].kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameters[-1].default is None
+    assert "transport" not in simple_segment.Options.__dataclass_fields__
 
 
 def test_public_objects_show_the_public_module() -> None:

@@ -240,3 +240,14 @@ def test_split_cuts_at_line_starts_and_numbers_lines(tmp_path: Path) -> None:
             for piece in pieces:
                 assert piece.start in starts
                 assert piece.first == data[: piece.start].count(b"\n") + 1
+
+
+def test_the_backfill_tables_match_the_builders() -> None:
+    """_backfill's call and wire tables (shared by import, Dask, Spark) are the CLI's, read from the builders."""
+    from simple_segment import _backfill
+    from simple_segment._cli.calls import CALL_ARGS, FIELDS
+
+    assert {call: set(names) for call, names in _backfill.CALL_ARGS.items()} == {
+        call: set(names) for call, names in CALL_ARGS.items()
+    }
+    assert {field.wire: name for name, field in FIELDS.items()} == _backfill.WIRE_ARGS

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import pickle
-
 import pytest
 from conftest import WRITE_KEY
 
 import simple_segment
 from simple_segment import (
     APIError,
-    BatchDeliveryError,
     ConfigurationError,
-    DeliveryError,
-    MessageTooLargeError,
-    NetworkError,
-    RateLimitError,
-    RetryableBatchDeliveryError,
-    RetryableError,
-    SegmentError,
-    ServerError,
-    TransportError,
-    ValidationError,
 )
 from simple_segment.testing import FakeSegment
 
@@ -129,59 +115,3 @@ def test_exports() -> None:
     from simple_segment import testing
 
     assert set(testing.__all__) >= {"FakeSegment", "capture"}
-
-
-def test_exception_tree() -> None:
-    """The tree of errors keeps the official catchable types and marks the retryable ones."""
-    assert issubclass(ValidationError, (SegmentError, ValueError, AssertionError))
-    assert issubclass(MessageTooLargeError, (ValidationError, RuntimeError))
-    assert issubclass(ConfigurationError, ValidationError)
-    assert issubclass(APIError, DeliveryError)
-    assert issubclass(ServerError, (APIError, RetryableError))
-    assert issubclass(RateLimitError, (APIError, RetryableError))
-    assert issubclass(TransportError, DeliveryError)
-    assert not issubclass(TransportError, RetryableError)
-    assert issubclass(NetworkError, (TransportError, RetryableError))
-    assert issubclass(BatchDeliveryError, DeliveryError)
-    assert not issubclass(BatchDeliveryError, RetryableError)
-    assert issubclass(RetryableBatchDeliveryError, (BatchDeliveryError, RetryableError))
-    assert not issubclass(APIError, RetryableError)
-    assert not issubclass(ValidationError, DeliveryError)
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        ValidationError("properties.a", "bad"),
-        MessageTooLargeError(40_000, 32_768),
-        ConfigurationError("host", "bad"),
-        APIError(400, "bad", "nope", None, messages=[{"a": 1}], attempts=1),
-        ServerError(503, "unknown", "down", attempts=4),
-        RateLimitError(429, "rate", "slow", retry_after=2.5, headers={"Retry-After": "2.5"}),
-        TransportError("certificate", messages=[{"a": 1}], attempts=1),
-        NetworkError("refused", messages=[{"a": 1}], attempts=3),
-        BatchDeliveryError("failed", sent=10, unsent=[{"a": 1}], attempts=2),
-        RetryableBatchDeliveryError("failed", sent=10, unsent=[{"a": 1}], attempts=2),
-    ],
-)
-def test_errors_pickle_and_rebuild_from_args(error: SegmentError) -> None:
-    """Every error survives pickle, and a JSON round trip of its args, with its type, attributes and text."""
-    attributes = ("field", "reason", "size", "limit", "status", "code", "message", "headers", "retry_after",
-                  "messages", "attempts", "sent", "unsent", "retryable")
-
-    def state(exc: SegmentError) -> dict:
-        return {name: getattr(exc, name) for name in attributes if hasattr(exc, name)}
-
-    for copy in (pickle.loads(pickle.dumps(error)), type(error)(*json.loads(json.dumps(error.args)))):
-        assert type(copy) is type(error)
-        assert str(copy) == str(error)
-        assert state(copy) == state(error)
-    if isinstance(error, DeliveryError):
-        assert error.retryable is isinstance(error, RetryableError)
-
-
-def test_official_apierror_signature() -> None:
-    """APIError(status, code, message) as the official library builds it."""
-    error = APIError(400, "invalid", "Bad request")
-    assert (error.status, error.code, error.message, error.response) == (400, "invalid", "Bad request", None)
-    assert str(error) == "[Segment] invalid: Bad request (400)"

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import urllib3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import simple_segment
 from simple_segment import Client, ConfigurationError, DeliveryError, RateLimitError, RetryableError, TokenError
-from simple_segment.testing import FakeSegment, OAuthSettings
+from simple_segment.testing import FakeSegment, MockRequest, MockTransport, OAuthSettings
 
 CLIENT_ID = "client-1"
 KEY_ID = "key-1"
@@ -109,16 +110,29 @@ def test_a_revoked_token_is_refreshed_and_the_request_resent_once(server: FakeSe
     assert [m["event"] for m in server.messages] == ["Before", "After"]
 
 
+def relay_to(server: FakeSegment) -> MockTransport:
+    """A MockTransport that passes each request on to ``server`` over loopback: the client's time is a FakeClock."""
+    pool = urllib3.PoolManager(retries=False)
+
+    def relay(request: MockRequest) -> tuple[int, dict[str, str], bytes]:
+        answer = pool.request(request.method, request.url, body=request.body, headers=dict(request.headers))
+        return answer.status, dict(answer.headers), answer.data
+
+    return MockTransport(relay)
+
+
 def test_a_token_is_refreshed_after_half_its_life(server: FakeSegment, private_key: str) -> None:
-    """A token of 2 s is replaced after 1 s, before the server would refuse it."""
+    """A token of 2 s is replaced after 1 s of the client's (fake) time, before the server would refuse it."""
     server.token_lifetime = 2
-    with oauth_client(server, private_key) as client:
+    transport = relay_to(server)
+    with oauth_client(server, private_key, transport=transport) as client:
         client.track("u", "A")
         client.track("u", "B")
-        time.sleep(1.1)
+        transport.clock.advance(1.1)
         client.track("u", "C")
     assert server.tokens_issued == 2
     assert all(r.status == 200 for r in server.requests)
+    assert transport.clock.waits == []
 
 
 def test_an_expired_token_is_replaced(server: FakeSegment, private_key: str) -> None:
@@ -141,12 +155,12 @@ def test_clock_skew_is_corrected_from_the_date_header(private_key: str, offset: 
 
 
 def test_token_endpoint_rate_limit_waits_its_reset(server: FakeSegment, private_key: str) -> None:
-    """429 with X-RateLimit-Reset: 1 waits about a second, then gets the token."""
+    """429 with X-RateLimit-Reset: 1 waits a second (on the client's fake clock), then gets the token."""
     server.respond_with(429, headers={"X-RateLimit-Reset": "1"}, endpoint="token")
-    started = time.monotonic()
-    with oauth_client(server, private_key) as client:
+    transport = relay_to(server)
+    with oauth_client(server, private_key, transport=transport) as client:
         assert client.track("u", "E")[0] is True
-    assert time.monotonic() - started >= 0.9
+    assert transport.clock.waits == [1.0]
     assert [r.status for r in token_requests(server)] == [429, 200]
 
 

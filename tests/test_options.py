@@ -22,9 +22,12 @@ def test_defaults_are_defined_once_and_read_everywhere() -> None:
 
     signature = inspect.signature(Client)
     for field in dataclasses.fields(Options):
-        assert signature.parameters[field.name].default == field.default, field.name
-        assert getattr(simple_segment, field.name) == field.default, field.name
+        # total_timeout not given (None) is the default, or one full attempt if longer.
+        default = None if field.name == "total_timeout" else field.default
+        assert signature.parameters[field.name].default == default, field.name
+        assert getattr(simple_segment, field.name) == default, field.name
         assert getattr(Client.DefaultConfig, field.name) == field.default, field.name
+    assert Client("k").total_timeout == Options.total_timeout
     args = _build_parser().parse_args(["track", "--user-id", "u", "--event", "E"])
     assert (args.timeout, args.max_retries) == (Options.timeout, Options.max_retries)
 
@@ -46,7 +49,8 @@ def test_official_default_config_names() -> None:
     [
         ({"write_key": None}, "write_key"),
         ({"write_key": "   "}, "write_key"),
-        ({"write_key": "key\n"}, "write_key"),
+        ({"write_key": "ke\ny"}, "write_key"),
+        ({"write_key": "key\ud800"}, "write_key"),
         ({"write_key": "ke\x00y"}, "write_key"),
         ({"timeout": NAN}, "timeout"),
         ({"timeout": float("inf")}, "timeout"),
@@ -253,3 +257,88 @@ def test_threads_build_one_default_client(fake_segment: FakeSegment) -> None:
         thread.join(20)
     assert len(seen) == 8
     assert len({id(client) for client in seen}) == 1
+
+
+# -- the spellings the official client (requests) accepts ---------------------------
+
+
+def test_timeout_none_gives_an_attempt_the_whole_budget(fake_segment: FakeSegment) -> None:
+    client = Client(WRITE_KEY, host=fake_segment.url, timeout=None, total_timeout=9)
+    assert client.timeout == 9
+    assert client.track("u", "E")[0] is True
+    pair = Client(WRITE_KEY, host=fake_segment.url, timeout=(2, None), total_timeout=9)
+    assert pair.timeout == (2, 9)
+    assert pair.track("u", "E")[0] is True
+    assert len(fake_segment.messages) == 2
+
+
+@pytest.mark.parametrize(
+    ("timeout", "total"),
+    [(60, 60), ((10, 50), 60), (5, Options.total_timeout), (None, Options.total_timeout)],
+)
+def test_a_timeout_given_without_total_timeout_fits_one_full_attempt(timeout: object, total: float) -> None:
+    assert Client(WRITE_KEY, timeout=timeout).total_timeout == total  # type: ignore[arg-type]
+
+
+def test_an_explicit_total_timeout_still_wins() -> None:
+    assert Client(WRITE_KEY, timeout=60, total_timeout=10).total_timeout == 10
+
+
+def test_a_module_timeout_setting_fits_one_full_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simple_segment, "write_key", WRITE_KEY)
+    monkeypatch.setattr(simple_segment, "send", False)
+    monkeypatch.setattr(simple_segment, "timeout", 45)
+    simple_segment.track("u", "E")
+    assert simple_segment.default_client is not None
+    assert simple_segment.default_client.total_timeout == 45
+
+
+def test_max_retries_none_means_the_default() -> None:
+    assert Client(WRITE_KEY, max_retries=None).max_retries == Options.max_retries
+
+
+def test_a_proxy_of_none_means_no_proxy_for_that_scheme(fake_segment: FakeSegment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests' idiom: {"http": None} turns off the environment's proxy for http."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = Client(WRITE_KEY, host=fake_segment.url, max_retries=0, total_timeout=5)
+    with pytest.raises(simple_segment.NetworkError):
+        proxied.track("u", "E")
+    direct = Client(WRITE_KEY, host=fake_segment.url, proxies={"http": None}, max_retries=0, total_timeout=5)
+    assert direct.track("u", "E")[0] is True
+    assert len(fake_segment.messages) == 1
+
+
+def test_a_write_key_read_from_a_secret_file_loses_its_newline(fake_segment: FakeSegment) -> None:
+    client = Client(f"  {WRITE_KEY}\n", host=fake_segment.url)
+    assert client.write_key == WRITE_KEY
+    assert client.track("u", "E")[0] is True
+    assert fake_segment.requests[0].write_key == WRITE_KEY
+
+
+@pytest.mark.parametrize("name", ["timeout", "total_timeout", "max_total_backoff_duration", "max_rate_limit_duration"])
+@pytest.mark.parametrize("value", [1e10, 10**400])
+def test_huge_durations_are_configuration_errors(name: str, value: float) -> None:
+    """Sockets and sleeps cannot wait that long: an OverflowError at every call is refused up front."""
+    with pytest.raises(ConfigurationError, match=name):
+        Client(WRITE_KEY, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["debug", "send", "gzip", "sync_mode"])
+@pytest.mark.parametrize("value", ["false", "no", None, 2, 1.0, [False]])
+def test_switches_must_be_bools(name: str, value: object) -> None:
+    """send="false" used to send: a switch that is not a bool is refused, not guessed."""
+    with pytest.raises(ConfigurationError, match=f"{name}: must be True or False"):
+        Client(WRITE_KEY, **{name: value})
+
+
+@pytest.mark.parametrize("value", [True, False, 0, 1])
+def test_switches_take_bools_and_zero_or_one(value: int) -> None:
+    assert Client(WRITE_KEY, send=value).send is bool(value)
+
+
+def test_stub_turns_sending_off_and_still_checks_send() -> None:
+    assert Client(WRITE_KEY, stub=True).send is False
+    with pytest.raises(ConfigurationError, match="send"):
+        Client(WRITE_KEY, send="yes", stub=True)  # type: ignore[arg-type]

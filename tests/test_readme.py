@@ -17,13 +17,13 @@ def readme_examples(heading: str = "Testing your code") -> list[str]:
 
 
 def test_the_section_has_its_examples() -> None:
-    """The section holds the capture, FakeSegment and pytest examples."""
-    assert len(readme_examples()) == 3
+    """The section holds the capture, FakeSegment, pytest and MockTransport examples."""
+    assert len(readme_examples()) == 4
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 3])
 def test_script_examples_run(index: int) -> None:
-    """The capture() and FakeSegment examples run without error and their asserts hold."""
+    """The capture(), FakeSegment and MockTransport examples run without error and their asserts hold."""
     code = readme_examples()[index]
     exec(compile(code, f"README.md example {index + 1}", "exec"), {"__name__": "readme_example"})  # noqa: S102
 

@@ -6,6 +6,8 @@ import copy
 import datetime as dt
 import enum
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 
@@ -223,3 +225,89 @@ def test_enums_are_their_values_everywhere(builder: Client) -> None:
     assert msg["properties"] == {"Signed Up": 2, "2": "Signed Up"}
     _, page = builder.page("u", Event.SIGNED_UP, Event.SIGNED_UP, anonymous_id=Plan.PRO)
     assert (page["category"], page["name"], page["anonymousId"]) == ("Signed Up", "Signed Up", "2")
+
+
+# -- numpy and pandas scalars: the values a DataFrame hands over ----------------------
+
+
+def test_numpy_and_pandas_scalars_are_their_python_values() -> None:
+    import numpy as np  # in the test extra; never imported by simple_segment
+    import pandas as pd
+    client = Client("key", send=False)
+    _, msg = client.track(
+        np.int64(42),
+        "Ordered",
+        {
+            "count": np.int32(3),
+            "price": np.float64(9.5),
+            "ratio": np.float32(0.5),
+            "paid": np.bool_(True),
+            "sku": np.str_("A-1"),
+            "at": np.datetime64("2024-01-02T03:04:05.123456789"),
+            "seen": pd.Timestamp("2024-01-01 12:00", tz="Europe/Paris"),
+            "naive": pd.Timestamp("2024-01-01 12:00"),
+            "items": [np.int8(1), {np.int64(7): np.float64(1.0)}],
+        },
+        timestamp=np.datetime64("2024-05-06T07:08:09"),
+    )
+    assert msg["userId"] == "42"
+    assert msg["timestamp"] == "2024-05-06T07:08:09.000+00:00"
+    assert msg["properties"] == {
+        "count": 3,
+        "price": 9.5,
+        "ratio": 0.5,
+        "paid": True,
+        "sku": "A-1",
+        "at": "2024-01-02T03:04:05.123+00:00",
+        "seen": "2024-01-01T12:00:00.000+01:00",
+        "naive": "2024-01-01T12:00:00.000+00:00",
+        "items": [1, {"7": 1.0}],
+    }
+    assert [type(v) for v in msg["properties"].values()][:5] == [int, float, float, bool, str]
+
+
+def test_missing_values_of_a_dataframe_are_absent() -> None:
+    """NaN, NaT and NA mean "no value" in a DataFrame: null as a property, no id as an id."""
+    import numpy as np  # in the test extra; never imported by simple_segment
+    import pandas as pd
+    client = Client("key", send=False)
+    _, msg = client.track(
+        np.float64("nan"),
+        "E",
+        {"a": np.float64("nan"), "b": pd.NaT, "c": pd.NA, "d": np.datetime64("NaT")},
+        anonymous_id="anon",
+        timestamp=pd.NaT,
+    )
+    assert "userId" not in msg
+    assert msg["anonymousId"] == "anon"
+    assert msg["properties"] == {"a": None, "b": None, "c": None, "d": None}
+    with pytest.raises(ValidationError, match="user_id or anonymous_id is required"):
+        client.track(pd.NA, "E", anonymous_id=np.float64("nan"))
+
+
+def test_a_plain_python_nan_is_still_refused() -> None:
+    with pytest.raises(ValidationError, match=r"properties\.a"):
+        Client("key", send=False).track("u", "E", {"a": float("nan")})
+
+
+def test_importing_simple_segment_imports_neither_numpy_nor_pandas() -> None:
+    code = "import sys, simple_segment; print(sorted({'numpy', 'pandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_keys_that_become_one_string_are_refused_not_dropped() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    class Shade(enum.Enum):
+        RED = "red"
+
+    client = Client("key", send=False)
+    with pytest.raises(ValidationError, match=r"collides with key 'red'"):
+        client.track("u", "E", {Colour.RED: 1, "red": 2})
+    with pytest.raises(ValidationError, match=r"properties\.x\[<Shade.RED: 'red'>\]|properties\.x\[<Colour.RED: 'red'>\]"):
+        client.track("u", "E", {"x": {Colour.RED: 1, Shade.RED: 2}})
+    with pytest.raises(ValidationError, match="collides"):
+        client.track("u", "E", {1: "a", "1": "b"})
+    assert client.track("u", "E", {Colour.RED: 1, "blue": 2})[1]["properties"] == {"red": 1, "blue": 2}

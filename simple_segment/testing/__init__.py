@@ -6,6 +6,13 @@
           app.sign_up("user-1")
       assert sent.by_event("Signed Up")
 
+- :class:`MockTransport` answers a client's requests with a function, below its
+  retries and error mapping, on a :class:`FakeClock` that never sleeps::
+
+      transport = MockTransport(lambda request: 503 if len(transport.requests) == 1 else 200)
+      Client("key", transport=transport).track("u", "E")
+      assert transport.clock.waits  # one backoff, waited instantly
+
 - :class:`FakeSegment` is a Segment-compatible HTTP server on 127.0.0.1 that
   validates like the real API, records what it accepts and can be scripted per
   request (status, headers, delay, dropped connection). Tests in other processes
@@ -20,14 +27,19 @@ Neither imports pytest; the fixtures built on them live in
 from __future__ import annotations
 
 from ._capture import Captured, capture
+from ._mock import FakeClock, MockRequest, MockResponse, MockTransport
 from ._oauth import IssuedToken, OAuthSettings
 from ._server import FakeSegment, FakeSegmentTimeoutError, RecordedRequest
 
 __all__ = [
     "Captured",
+    "FakeClock",
     "FakeSegment",
     "FakeSegmentTimeoutError",
     "IssuedToken",
+    "MockRequest",
+    "MockResponse",
+    "MockTransport",
     "OAuthSettings",
     "RecordedRequest",
     "capture",

@@ -1,4 +1,4 @@
-"""The control endpoints under ``/_``: inspect and script `FakeSegment` over HTTP.
+"""The control endpoints under ``/_``: inspect and script :class:`FakeSegment` over HTTP.
 
 They let a test drive a server in another process (``simple-segment serve``,
 or a FakeSegment that code in Celery/RQ workers sends to):
@@ -13,18 +13,16 @@ or a FakeSegment that code in Celery/RQ workers sends to):
   "messages"}``; ``messages`` are the body's messages as sent (also for a
   rejected request). ``X-Requests-Received`` is the total.
 - ``POST /_script`` with a JSON object: script answers, as
-  `FakeSegment.respond_with` does. Keys: ``status`` (default 200), ``times``
+  :meth:`FakeSegment.respond_with` does. Keys: ``status`` (default 200), ``times``
   or ``seconds`` (a time window), ``headers`` (an object of strings),
   ``body`` (a string is sent as text, anything else as JSON), ``delay``,
   ``drop``, and ``endpoint`` (``"tracking"``, the default, or ``"token"``
   for ``POST /token`` in OAuth mode). Unknown keys answer 400.
-- ``POST /_clear``: forget everything, as `FakeSegment.clear`.
+- ``POST /_clear``: forget everything, as :meth:`FakeSegment.clear`.
 
 Answers are JSON (``{"success": true}`` or Segment's error body) except the
 two listings. Control requests are never recorded, never consume scripts and
-never count as messages. Pure functions over a `Recorder`; no sockets.
-
-Since: 0.1.0
+never count as messages. Pure functions over a :class:`Recorder`; no sockets.
 """
 
 from __future__ import annotations
@@ -191,7 +189,7 @@ def _act(path: str, recorder: Recorder, query: str, body: bytes, clear: Callable
 
 
 def handle(recorder: Recorder, method: str, target: str, body: bytes, clear: Callable[[], None]) -> ControlReply:
-    """Answer one control request (its path starts with `PREFIX`); ``clear`` forgets everything."""
+    """Answer one control request (its path starts with :data:`PREFIX`); ``clear`` forgets everything."""
     parts = urlsplit(target)
     path = parts.path.rstrip("/")
     allowed = _ROUTES.get(path)

@@ -1,16 +1,14 @@
 """FakeSegment's OAuth mode: a token endpoint and Bearer checks, as Segment's OAuth server.
 
 Segment sources can require OAuth instead of the write key (SPEC.md section 6).
-`TokenAuthority` plays Segment's authorization server for one client: it
+:class:`TokenAuthority` plays Segment's authorization server for one client: it
 verifies the client assertion of a ``POST /token`` request, issues opaque
 access tokens and checks the ``Authorization: Bearer`` header of tracking
-requests. It knows nothing of sockets; `FakeSegment` wires it to HTTP.
+requests. It knows nothing of sockets; :class:`FakeSegment` wires it to HTTP.
 
 This is the only part of the testing kit that needs a third-party package:
 PyJWT with cryptography (``pip install 'pyjwt[crypto]'``), imported when a
-`TokenAuthority` is created, that is only when OAuth mode is used.
-
-Since: 0.1.0
+:class:`TokenAuthority` is created, that is only when OAuth mode is used.
 """
 
 from __future__ import annotations
@@ -58,40 +56,34 @@ class OAuthSettings:
 
     The client's settings must match: ``oauth_client_id=client_id``,
     ``oauth_key_id=key_id``, ``oauth_client_key`` the private key of
-    ``public_key``, and ``oauth_auth_server`` the server's `FakeSegment.url`
+    ``public_key``, and ``oauth_auth_server`` the server's :attr:`FakeSegment.url`
     (the assertion's ``aud``).
 
     Since: 0.1.0
-
-    Attributes:
-        public_key: PEM of the RSA key that verifies client assertions (str or
-            bytes). A private key's PEM works too: its public half is used.
-        client_id: The one client known: the assertion's ``iss`` and ``sub``.
-        key_id: The assertion header's ``kid``.
-        token_lifetime: Seconds an access token lives; answered as
-            ``expires_in``. Change it later with `FakeSegment.token_lifetime`.
-        scope: The scope granted; a request naming another scope answers 400
-            ``invalid_scope``.
-        clock_offset: Seconds the server's clock runs ahead of this machine's
-            (negative: behind), to simulate clock skew. It judges the
-            assertion's ``iat``/``exp``, ages tokens and stamps the ``Date``
-            header. Change it later with `FakeSegment.clock_offset`.
-
     """
 
     public_key: str | bytes
+    """PEM of the RSA key that verifies client assertions (str or bytes). A private key's PEM works too: its
+    public half is used."""
     client_id: str
+    """The one client known: the assertion's ``iss`` and ``sub``."""
     key_id: str
+    """The assertion header's ``kid``."""
     token_lifetime: int = 3600
+    """Seconds an access token lives; answered as ``expires_in``. Change it later with
+    :attr:`FakeSegment.token_lifetime`."""
     scope: str = "tracking_api:write"
+    """The scope granted; a request naming another scope answers 400 ``invalid_scope``."""
     clock_offset: float = 0.0
+    """Seconds the server's clock runs ahead of this machine's (negative: behind), to simulate clock skew. It
+    judges the assertion's ``iat``/``exp``, ages tokens and stamps the ``Date`` header. Change it later with
+    :attr:`FakeSegment.clock_offset`."""
 
     def __post_init__(self) -> None:
         """Check the values.
 
-        Raises:
-            ValueError: An empty id, a lifetime under 1 second or a non-finite offset.
-
+        Raises :class:`ValueError` for an empty id, a lifetime under 1 second or a
+        non-finite offset.
         """
         if not self.client_id or not self.key_id:
             msg = "client_id and key_id must not be empty"
@@ -102,29 +94,25 @@ class OAuthSettings:
 
 @dataclasses.dataclass(frozen=True)
 class IssuedToken:
-    """An access token `FakeSegment` issued in OAuth mode.
+    """An access token :class:`FakeSegment` issued in OAuth mode.
 
     Since: 0.1.0
-
-    Attributes:
-        access_token: The token string, sent back as ``Authorization: Bearer ...``.
-        client_id: The client it was issued to.
-        scope: The scope granted.
-        jti: The ``jti`` of the client assertion it was issued for.
-        issued_at: When, in seconds since the epoch on the server's clock
-            (which includes ``clock_offset``).
-        expires_at: When it stops working, on the server's clock.
-        revoked: Whether `FakeSegment.revoke_tokens` revoked it.
-
     """
 
     access_token: str
+    """The token string, sent back as ``Authorization: Bearer ...``."""
     client_id: str
+    """The client it was issued to."""
     scope: str
+    """The scope granted."""
     jti: str
+    """The ``jti`` of the client assertion it was issued for."""
     issued_at: float
+    """When, in seconds since the epoch on the server's clock (which includes ``clock_offset``)."""
     expires_at: float
+    """When it stops working, on the server's clock."""
     revoked: bool = False
+    """Whether :meth:`FakeSegment.revoke_tokens` revoked it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,10 +152,8 @@ def _check_offset(seconds: float) -> None:
 def _load_public_key(pem: str | bytes) -> RSAPublicKey:
     """Load an RSA public key from PEM (a private key gives its public half).
 
-    Raises:
-        ImportError: PyJWT or cryptography is not installed.
-        ValueError: The PEM is not an RSA key.
-
+    Raises :class:`ImportError` when PyJWT or cryptography is not installed;
+    :class:`ValueError` when the PEM is not an RSA key.
     """
     try:
         import jwt  # noqa: F401, PLC0415 - OAuth mode only; fail at start rather than on a request
@@ -257,17 +243,15 @@ class TokenAuthority:
     """Issues and checks access tokens for one OAuth client; thread-safe.
 
     Tokens stay valid until they expire (on the server's clock) or are revoked;
-    `forget_history` (FakeSegment's ``clear``) forgets the record of issued
+    :meth:`forget_history` (FakeSegment's ``clear``) forgets the record of issued
     tokens, not the tokens themselves.
     """
 
     def __init__(self, settings: OAuthSettings, clock: Callable[[], float] = time.time) -> None:
         """Load the public key (importing PyJWT) and start with no tokens.
 
-        Raises:
-            ImportError: PyJWT or cryptography is not installed.
-            ValueError: ``settings.public_key`` is not an RSA key.
-
+        Raises :class:`ImportError` when PyJWT or cryptography is not installed;
+        :class:`ValueError` when ``settings.public_key`` is not an RSA key.
         """
         self.settings = settings
         self._key = _load_public_key(settings.public_key)
@@ -320,13 +304,13 @@ class TokenAuthority:
 
     @property
     def tokens(self) -> list[IssuedToken]:
-        """The tokens issued since start or `forget_history`, oldest first, as they are now."""
+        """The tokens issued since start or :meth:`forget_history`, oldest first, as they are now."""
         with self._lock:
             return [self._valid[token] for token in self._history if token in self._valid]
 
     @property
     def issued(self) -> int:
-        """How many tokens were issued since start or `forget_history`."""
+        """How many tokens were issued since start or :meth:`forget_history`."""
         with self._lock:
             return self._issued
 
@@ -365,13 +349,11 @@ class TokenAuthority:
     def answer(self, method: str, headers: Mapping[str, str], body: bytes, audience: str) -> TokenReply:
         """Answer a ``/token`` request: verify the client assertion and issue a token.
 
-        Args:
-            method: The HTTP method (only POST is allowed).
-            headers: Request headers with lower-cased names.
-            body: The form-encoded body.
-            audience: The ``aud`` the assertion must name: the server's base
-                URL without a trailing slash.
-
+        - ``method``: The HTTP method (only POST is allowed).
+        - ``headers``: Request headers with lower-cased names.
+        - ``body``: The form-encoded body.
+        - ``audience``: The ``aud`` the assertion must name: the server's base URL
+          without a trailing slash.
         """
         if method != "POST":
             return oauth_error(405, "invalid_request", f"{method} is not allowed; use POST")

@@ -1,9 +1,7 @@
-"""What `FakeSegment` remembers: recorded requests and messages, scripts, waits.
+"""What :class:`FakeSegment` remembers: recorded requests and messages, scripts, waits.
 
-`Recorder` holds all state that request threads share, behind one lock, and
+:class:`Recorder` holds all state that request threads share, behind one lock, and
 knows nothing of HTTP or sockets. Waits are bounded by the caller's timeout.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations
@@ -32,40 +30,33 @@ ENDPOINTS: tuple[Endpoint, ...] = ("tracking", "token")
 
 
 class FakeSegmentTimeoutError(AssertionError, TimeoutError):
-    """`FakeSegment.wait_for_messages` (or ``_requests``) gave up waiting.
+    """:meth:`FakeSegment.wait_for_messages` (or ``_requests``) gave up waiting.
 
-    It is an `AssertionError`, so pytest reports it as a failed expectation,
-    and a `TimeoutError`, so code that catches timeouts catches it too.
+    It is an :class:`AssertionError`, so pytest reports it as a failed expectation,
+    and a :class:`TimeoutError`, so code that catches timeouts catches it too.
     """
 
 
 @dataclasses.dataclass(frozen=True)
 class RecordedRequest:
-    """One HTTP request as `FakeSegment` received and answered it.
-
-    Attributes:
-        method: The HTTP method, e.g. ``"POST"``.
-        path: The request target as sent, including any query string.
-        headers: Request headers with lower-cased names (repeated headers
-            joined with ``", "``).
-        body: The raw body as received on the wire (still gzipped if it was).
-        json: The decoded JSON body (after gunzip), or None if it was not
-            valid JSON.
-        write_key: The HTTP Basic user name, else the body's ``writeKey``,
-            else None.
-        status: The status code answered; 0 if the connection was dropped.
-        received_at: When the request was read, as `time.time`.
-
-    """
+    """One HTTP request as :class:`FakeSegment` received and answered it."""
 
     method: str
+    """The HTTP method, e.g. ``"POST"``."""
     path: str
+    """The request target as sent, including any query string."""
     headers: dict[str, str]
+    """Request headers with lower-cased names (repeated headers joined with ``", "``)."""
     body: bytes
+    """The raw body as received on the wire (still gzipped if it was)."""
     json: Any
+    """The decoded JSON body (after gunzip), or None if it was not valid JSON."""
     write_key: str | None
+    """The HTTP Basic user name, else the body's ``writeKey``, else None."""
     status: int
+    """The status code answered; 0 if the connection was dropped."""
     received_at: float
+    """When the request was read, as :func:`time.time`."""
 
     @property
     def batch(self) -> list[dict[str, Any]]:
@@ -84,7 +75,7 @@ class RecordedRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Script:
-    """One scripted answer queued by `FakeSegment.respond_with`.
+    """One scripted answer queued by :meth:`FakeSegment.respond_with`.
 
     ``body`` None means "the server's own body for this status".
     """
@@ -104,11 +95,9 @@ def make_script(
     delay: float,
     drop: bool,
 ) -> Script:
-    """Check and build a `Script` (see `FakeSegment.respond_with` for the arguments).
+    """Check and build a :class:`Script` (see :meth:`FakeSegment.respond_with` for the arguments).
 
-    Raises:
-        ValueError: status or delay is out of range.
-
+    Raises :class:`ValueError` when status or delay is out of range.
     """
     if isinstance(status, bool) or not MIN_STATUS <= status <= MAX_STATUS:
         msg = f"status must be between {MIN_STATUS} and {MAX_STATUS}, not {status}"
@@ -144,7 +133,7 @@ class _Scripts:
 
     While the window is open every POST gets its script and the queue waits;
     afterwards queued scripts are used in order, each ``times`` times. Not
-    thread-safe on its own: `Recorder` guards it with its lock.
+    thread-safe on its own: :class:`Recorder` guards it with its lock.
     """
 
     def __init__(self) -> None:
@@ -177,7 +166,7 @@ class _Scripts:
 class Recorder:
     """All mutable state shared by request threads, behind one lock.
 
-    Attributes are read and written only while holding `lock` (`changed` is a
+    Attributes are read and written only while holding :attr:`lock` (:attr:`changed` is a
     condition on that lock, notified whenever something is recorded or cleared).
     """
 
@@ -235,10 +224,8 @@ class Recorder:
         With neither, ``times`` is 1. A window starts now and replaces any open
         window of the same endpoint.
 
-        Raises:
-            ValueError: Both or an out-of-range ``times``/``seconds``, or an
-                unknown endpoint (``"token"`` without OAuth mode).
-
+        Raises :class:`ValueError` for both or an out-of-range ``times``/``seconds``, or
+        an unknown endpoint (``"token"`` without OAuth mode).
         """
         if endpoint not in ENDPOINTS:
             msg = f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}"
@@ -301,7 +288,7 @@ class Recorder:
             self.add_error(exc)
 
     def add_error(self, exc: BaseException) -> None:
-        """Keep an unexpected exception for `FakeSegment.errors`."""
+        """Keep an unexpected exception for :attr:`FakeSegment.errors`."""
         with self.lock:
             self.errors.append(exc)
 
@@ -333,9 +320,8 @@ class Recorder:
     def wait_for_messages(self, n: int, timeout: float) -> list[dict[str, Any]]:
         """Wait until ``n`` messages were accepted in all; return those kept.
 
-        Raises:
-            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``.
-
+        Raises :class:`FakeSegmentTimeoutError` when fewer than ``n`` arrived within
+        ``timeout``.
         """
         with self.changed:
             if not self.changed.wait_for(lambda: self.messages_accepted >= n, max(timeout, 0.0)):
@@ -349,9 +335,8 @@ class Recorder:
     def wait_for_requests(self, n: int, timeout: float) -> list[RecordedRequest]:
         """Wait until ``n`` requests were received in all; return those kept.
 
-        Raises:
-            FakeSegmentTimeoutError: Fewer than ``n`` arrived within ``timeout``.
-
+        Raises :class:`FakeSegmentTimeoutError` when fewer than ``n`` arrived within
+        ``timeout``.
         """
         with self.changed:
             if not self.changed.wait_for(lambda: self.requests_seen >= n, max(timeout, 0.0)):

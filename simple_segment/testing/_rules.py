@@ -1,12 +1,10 @@
 """Segment's Tracking API rules as pure functions: what a request must look like.
 
-No sockets and no state: `evaluate` takes a method, a target, headers and the raw
-body, and returns the decoded JSON, the write key and a `Verdict` (the status,
-the JSON payload to answer and the messages accepted). `FakeSegment` applies it
+No sockets and no state: :func:`evaluate` takes a method, a target, headers and the raw
+body, and returns the decoded JSON, the write key and a :class:`Verdict` (the status,
+the JSON payload to answer and the messages accepted). :class:`FakeSegment` applies it
 to every tracking request; the rules are documented in
 :mod:`simple_segment.testing._server`.
-
-Since: 0.1.0
 """
 
 from __future__ import annotations
@@ -317,18 +315,15 @@ def evaluate(
 ) -> tuple[Any, str | None, Verdict]:
     """Decode and validate one request as Segment would.
 
-    Args:
-        method: The HTTP method.
-        target: The request target (path and optional query).
-        headers: Request headers with lower-cased names.
-        body: The body as received (gzipped if Content-Encoding says so).
-        authorize: For a source that requires OAuth: checks the credentials
-            instead of the write key and returns a rejection or None. It is
-            asked after routing, before the body is judged.
+    Return the decoded JSON (or None), the write key (or None) and the verdict.
 
-    Returns:
-        The decoded JSON (or None), the write key (or None) and the verdict.
-
+    - ``method``: The HTTP method.
+    - ``target``: The request target (path and optional query).
+    - ``headers``: Request headers with lower-cased names.
+    - ``body``: The body as received (gzipped if Content-Encoding says so).
+    - ``authorize``: For a source that requires OAuth: checks the credentials instead of
+      the write key and returns a rejection or None. It is asked after routing, before
+      the body is judged.
     """
     decoded, decode_problem = _decode(headers, body)
     valid, value = (False, None) if decode_problem else _parse_json(decoded)

@@ -12,8 +12,16 @@ from typing import Any
 
 import simple_segment
 import simple_segment as analytics
-from simple_segment import Batch, Client, DeliveryError, Message, Options, Result, RetryableError
-from simple_segment.testing import Captured, FakeSegment, capture
+from simple_segment import Batch, Client, DeliveryError, Message, Options, Pending, Result, RetryableError, Scope
+from simple_segment.testing import (
+    Captured,
+    FakeClock,
+    FakeSegment,
+    MockRequest,
+    MockResponse,
+    MockTransport,
+    capture,
+)
 
 
 def module_api() -> None:
@@ -73,6 +81,31 @@ def client_api() -> Result:
         return client.track(user_id=1, event="E", message_id="m-1")
 
 
+def scopes() -> None:
+    def add_app(msg: Message) -> Message | None:
+        return msg
+
+    analytics.before_send = [add_app, lambda msg: None]
+    analytics.before_send = (add_app,)
+    analytics.before_send = [analytics.before_send, add_app]  # how an integration adds its hook to the user's
+    Client("key", before_send=[add_app, add_app])
+    with simple_segment.scope(context={"ip": "10.0.0.1", "page": {"path": "/"}}, integrations={"All": True}) as outer:
+        entered: Scope = outer
+        with simple_segment.scope(defer=True), analytics.batch() as batch:
+            batch.track("u", "E")
+            ok, msg = analytics.track("u", "E")
+    request = simple_segment.scope(context={"ip": "10.0.0.1"}, defer=True)
+    request.__enter__()
+    pending: Pending = request.detach()
+    count: int = len(pending)
+    ids: list[str] = pending.message_ids()
+    pending.deliver()
+    simple_segment.scope({"ip": "x"})  # type: ignore[call-arg]
+    simple_segment.scope(defer="yes")  # type: ignore[arg-type]
+    Client("key", before_send=[1])  # type: ignore[list-item]
+    del entered, ok, msg, count, ids
+
+
 def errors() -> None:
     try:
         analytics.track("u", "E")
@@ -96,6 +129,30 @@ def testing_kit() -> None:
         messages: list[dict[str, Any]] = server.by_event("E")
     del first, url, messages
 
+
+
+def mock_transport() -> None:
+    def handler(request: MockRequest) -> MockResponse | int:
+        payload: Any = request.json()
+        method: str = request.method
+        url: str = request.url
+        sent: bytes = request.body
+        plain: bytes = request.content
+        retry: str | None = request.headers.get("X-Retry-Count")
+        del payload, method, url, sent, plain, retry
+        return MockResponse(429, {"Retry-After": "1"}) if len(transport.requests) == 1 else 200
+
+    clock = FakeClock(start=0.0)
+    transport = MockTransport(handler, clock=clock)
+    Client("key", transport=transport).track("u", "E")
+    MockTransport(lambda request: (200, {"X-A": "1"}, b"{}"))
+    MockTransport(lambda request: MockResponse(json={"success": True}))
+    clock.advance(30)
+    waits: list[float] = transport.clock.waits
+    requests: list[MockRequest] = transport.requests
+    Client("key", transport="https://example.com")  # type: ignore[arg-type]
+    MockTransport(lambda request: "OK")  # type: ignore[arg-type, return-value]
+    del waits, requests
 
 def integrations() -> None:
     from redis import Redis

@@ -1,0 +1,202 @@
+"""Deadlines: timeout (one number or a (connect, read) pair) per attempt, total_timeout over the whole call.
+
+Whatever a server does (drips bytes, accepts and never answers, asks to retry forever),
+a call ends within its budget and leaves no helper thread running.  Timing assertions
+are upper bounds with generous slack; nothing here asserts that something took *at
+least* some time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import WRITE_KEY, QuickClient
+from faults import Behaviour, FaultServer, drip, respond, retry_after, silent
+from outcomes import describe, outcome, send_one
+
+from simple_segment import BatchDeliveryError, Client, DeliveryError, NetworkError, RetryableError, TransportError
+from simple_segment.testing import FakeSegment
+
+BUDGET = 1.0
+"""total_timeout of the time-budget tests."""
+SLACK = 2.0
+"""Generous allowance over the budget (scheduling on a shared 2-core machine)."""
+
+
+# -- timeout: per attempt, one number or a (connect, read) pair ----------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(sock.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        sock.close()
+
+
+def test_read_half_of_a_timeout_pair_is_applied(
+    fake_segment: FakeSegment, silent_server: int, quick_client: QuickClient
+) -> None:
+    """timeout may be a (connect, read) pair: a server that never answers fails after the read half,
+    not the connect half."""
+    fake_segment.respond_with(delay=2, times=5)
+    with quick_client(fake_segment, timeout=(1, 0.2), total_timeout=1, max_retries=0) as client:
+        with pytest.raises(TransportError):
+            client.track("u", "E")
+    started = time.monotonic()
+    with Client(WRITE_KEY, host=f"http://127.0.0.1:{silent_server}", timeout=(20, 0.3), max_retries=0) as client:
+        with pytest.raises(NetworkError) as info:
+            client.track("u", "E")
+    assert time.monotonic() - started < 5
+    assert info.value.retryable
+    assert "timed out" in str(info.value).lower()
+
+
+def test_silent_server_ends_within_budget(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
+    """A server that never answers yields a TransportError within the total time budget."""
+    fake_segment.respond_with(delay=30, times=20)
+    started = time.monotonic()
+    with quick_client(fake_segment, timeout=0.3, total_timeout=1.5) as client, pytest.raises(TransportError) as info:
+        client.track("u", "E")
+    elapsed = time.monotonic() - started
+    assert elapsed < 4
+    assert info.value.attempts >= 2
+    assert info.value.__cause__ is not None
+    assert info.value.messages[0]["event"] == "E"
+
+
+# -- total_timeout bounds the whole call ---------------------------------------------------
+
+
+ENDLESS = BUDGET + SLACK + 1.0
+"""Endless behaviours give up after this, so a client that waits them out fails fast."""
+
+
+BUDGET_CASES: dict[str, tuple[list[Behaviour], dict[str, Any]]] = {
+    "drip-status-line": ([drip("status", 0.2)], {}),
+    "drip-headers": ([drip("headers", 0.2)], {}),
+    "drip-error-body": ([drip("body", 0.2, status=503)], {}),
+    "drip-status-line-endless": ([drip("status", 0.2, endless=True, limit=ENDLESS)], {}),
+    "drip-headers-endless": ([drip("headers", 0.2, endless=True, limit=ENDLESS)], {}),
+    "drip-error-body-endless": ([drip("body", 0.2, status=503, endless=True, limit=ENDLESS)], {}),
+    "accepts-never-answers": ([silent(limit=10)], {}),
+    "503-then-drip-headers": ([respond(503), drip("headers", 0.2)], {}),
+    "503-forever-large-backoff": ([respond(503)] * 20, {"backoff_factor": 5.0, "max_retries": 10}),
+    "429-retry-after-1-forever": ([retry_after(429, "1")] * 20, {"max_retries": 10}),
+    "drip-error-body-with-retries": ([drip("body", 0.2, status=500)] * 5, {"max_retries": 4}),
+}
+"""Servers that would keep a call longer than its budget: (script, client options)."""
+
+
+SUCCESS_BODY_CASES: dict[str, Behaviour] = {
+    "drip-success-body": drip("body", 0.2),
+    "drip-success-body-endless": drip("body", 0.2, endless=True, limit=ENDLESS),
+}
+"""A 200 whose body drips: the status says delivered, so returning (True, msg) at once is
+as right as giving up with a retryable error; only waiting past the budget is wrong."""
+
+
+def new_threads(before: set[threading.Thread], server: FaultServer) -> list[threading.Thread]:
+    """Threads alive now that were not before and are not the server's own (after a short grace)."""
+    end = time.monotonic() + 0.5
+    while True:
+        extra = [t for t in threading.enumerate() if t not in before and not server.owns(t) and t.is_alive()]
+        if not extra or time.monotonic() > end:
+            return extra
+        time.sleep(0.05)
+
+
+def call_within_budget(
+    quick_client: QuickClient, script: list[Behaviour], **options: Any
+) -> tuple[Any, Exception | None, float]:
+    """Run one call against ``script``; check no helper thread outlives it; return
+    (result, error, seconds)."""
+    before = set(threading.enumerate())
+    with FaultServer(default=script[-1]) as server:
+        server.script(*script)
+        client = quick_client(server.url, **{"timeout": 5, "total_timeout": BUDGET, "max_retries": 3, **options})
+        started = time.monotonic()
+        result, error = outcome(lambda: send_one(client))
+        elapsed = time.monotonic() - started
+        leftover = new_threads(before, server)
+        client.close()
+    assert leftover == [], f"helper threads left running: {leftover}"
+    assert set(threading.enumerate()) <= before, "threads still running after the server stopped"
+    return result, error, elapsed
+
+
+@pytest.mark.parametrize("case", list(BUDGET_CASES))
+def test_total_timeout_bounds_the_call(case: str, quick_client: QuickClient) -> None:
+    """Whatever the server does, a call with total_timeout=1 (timeout=5) ends with a
+    retryable DeliveryError within the budget + 2 s slack, and leaves no helper thread running."""
+    script, options = BUDGET_CASES[case]
+    result, error, elapsed = call_within_budget(quick_client, script, **options)
+    assert elapsed < BUDGET + SLACK, f"{case}: the call took {elapsed:.2f}s with total_timeout={BUDGET}"
+    assert error is not None, f"{case}: returned {result!r} instead of raising"
+    assert isinstance(error, DeliveryError), describe(error)
+    assert isinstance(error, RetryableError), describe(error)
+    assert [m["messageId"] for m in error.messages] == ["mid-1"]
+
+
+@pytest.mark.parametrize("case", list(SUCCESS_BODY_CASES))
+def test_total_timeout_bounds_a_slow_success_body(case: str, quick_client: QuickClient) -> None:
+    """A 200 whose body drips (finitely or endlessly): the call ends within budget + slack,
+    with (True, msg) or a retryable DeliveryError, and leaves no helper thread running."""
+    result, error, elapsed = call_within_budget(quick_client, [SUCCESS_BODY_CASES[case]])
+    assert elapsed < BUDGET + SLACK, f"{case}: the call took {elapsed:.2f}s with total_timeout={BUDGET}"
+    if error is None:
+        assert result[0] is True
+    else:
+        assert isinstance(error, RetryableError), describe(error)
+
+
+def test_total_timeout_bounds_a_batch_request(quick_client: QuickClient) -> None:
+    """A batch whose request meets an endless drip ends within budget + slack with a
+    BatchDeliveryError that is retryable, holding every message of the block."""
+
+    def block(client: Client) -> None:
+        with client.batch() as batch:
+            for index in range(3):
+                batch.track("u", "E", message_id=f"mid-{index}")
+
+    before = set(threading.enumerate())
+    with FaultServer(default=drip("headers", 0.2, endless=True, limit=ENDLESS)) as server:
+        client = quick_client(server.url, timeout=5, total_timeout=BUDGET, max_retries=3)
+        started = time.monotonic()
+        _, error = outcome(lambda: block(client))
+        elapsed = time.monotonic() - started
+        leftover = new_threads(before, server)
+        client.close()
+    assert elapsed < BUDGET + SLACK, f"the batch took {elapsed:.2f}s with total_timeout={BUDGET}"
+    assert isinstance(error, BatchDeliveryError), (
+        "the block ended without an error" if error is None else describe(error)
+    )
+    assert isinstance(error, RetryableError), describe(error)
+    assert [m["messageId"] for m in error.unsent] == ["mid-0", "mid-1", "mid-2"]
+    assert leftover == [], f"helper threads left running: {leftover}"
+    assert set(threading.enumerate()) <= before, "threads still running after the server stopped"
