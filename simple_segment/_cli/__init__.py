@@ -29,6 +29,7 @@ from .common import (
     Parser,
     UsageError,
     add_client_arguments,
+    one_line,
     parse_timestamp,
 )
 from .demo import add_demo_parser, run_demo
@@ -112,5 +113,5 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         elif not isinstance(exc, (SegmentError, UsageError, KeyboardInterrupt)):
             message += " (--debug shows the traceback)"
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")  # the server's text may hold newlines
         return code

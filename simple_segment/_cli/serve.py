@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, UsageError, describe, port
+from .common import EXIT_OK, UsageError, describe, one_line, port
 
 if TYPE_CHECKING:
     from simple_segment.testing import FakeSegment, RecordedRequest
@@ -107,6 +107,6 @@ def run_serve(args: argparse.Namespace) -> int:
                 last = request
                 if not 200 <= request.status < 300:  # noqa: PLR2004 - the success range
                     answer = f"answered {request.status}" if request.status else "dropped"
-                    sys.stderr.write(f"rejected: {request.method} {request.path} {answer}\n")
+                    sys.stderr.write(f"rejected: {one_line(request.method)} {one_line(request.path)} {answer}\n")
                     sys.stderr.flush()
     return EXIT_OK
