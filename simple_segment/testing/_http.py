@@ -390,7 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise _BodyError(400, f"invalid Content-Length: {length_text!r}")
         if length > MAX_WIRE_BYTES:
-            raise _BodyError(413, f"body of {length} bytes is far over the size limit")
+            # Answered before a byte of the body is read, and the connection closed unread.
+            raise _BodyError(413, f"body of {length} bytes is over the {MAX_WIRE_BYTES} bytes this server reads")
         body = self.rfile.read(length)
         if len(body) < length:
             raise _BodyError(400, "connection closed before the whole body arrived")
@@ -411,8 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
             if size == 0:
                 break
             total += size
-            if total > MAX_WIRE_BYTES:
-                raise _BodyError(413, "chunked body is far over the size limit")
+            if total > MAX_WIRE_BYTES:  # checked before the chunk is read: a chunk may claim any size
+                raise _BodyError(413, f"chunked body is over the {MAX_WIRE_BYTES} bytes this server reads")
             chunk = self.rfile.read(size)
             if len(chunk) < size or self.rfile.read(2) != b"\r\n":
                 raise _BodyError(400, "invalid chunked body")
