@@ -735,3 +735,25 @@ def test_import_error_reports_escape_server_text(fake_segment: FakeSegment) -> N
     assert one_line(result.stderr), result.stderr
     assert "\x1b" not in result.stderr
     assert "bad\\nforged line \\x1b[31mred\\u202e" in result.stderr
+
+
+def test_serve_keeps_the_newest_n_and_says_so() -> None:
+    """serve --help states the 1,000-message retention and --keep; --keep 2 keeps the newest two, which
+    GET /_messages pages through; a message's text is printed on one line with controls escaped."""
+    help_text = cli("serve", "--help").stdout
+    assert "last 1,000" in help_text
+    assert "--keep N" in help_text
+    assert cli("serve", "--keep", "0").returncode == 2
+    with serving("--keep", "2") as (proc, url, out, _):
+        with simple_segment.Client(WRITE_KEY, host=url, timeout=5) as client:
+            for n in range(3):
+                client.track("user-1", f"Event {n}\n\x1b[2Jforged")
+        printed = [out.until(f"Event {n}") for n in range(3)]
+        assert all("\\n\\x1b[2Jforged" in line and "\x1b" not in line for line in printed)
+        first = requests.get(f"{url}/_messages", params={"limit": 1}, timeout=5)
+        assert first.headers["X-Messages-Accepted"] == "3"
+        assert [json.loads(line)["event"] for line in first.text.splitlines()] == ["Event 1\n\x1b[2Jforged"]
+        rest = requests.get(f"{url}/_messages", params={"since": first.headers["X-Next-Since"]}, timeout=5)
+        assert [json.loads(line)["event"] for line in rest.text.splitlines()] == ["Event 2\n\x1b[2Jforged"]
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
