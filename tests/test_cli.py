@@ -677,7 +677,7 @@ def test_import_interrupted_mid_request_reports_it_and_how_to_resume(
     assert out_text.startswith(f"interrupted by {name} at line 2600: delivered {delivered} messages in 1 requests")
     assert f"{2600 - delivered} sent, outcome unknown (the request in flight); 0 read but not sent" in out_text
     assert "Traceback" not in err_text
-    assert f"send {path} again from line 2601 (tail -n +2601 {path} | simple-segment import -" in err_text
+    assert "every line was read and handed to a request: nothing is left to resume" in err_text
     assert f"the request in flight held lines {delivered + 1}-2600" in err_text
     assert f"resume from line {delivered + 1} instead" in err_text
     assert "1 of them have no messageId in the file" in err_text
@@ -757,3 +757,36 @@ def test_serve_keeps_the_newest_n_and_says_so() -> None:
         assert [json.loads(line)["event"] for line in rest.text.splitlines()] == ["Event 2\n\x1b[2Jforged"]
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.skipif(not POSIX, reason="signals to a child process are POSIX")
+def test_import_terminated_while_the_first_request_is_in_flight(fake_segment: FakeSegment, tmp_path: Path) -> None:
+    """SIGTERM while the first full request is in flight (lines still to read): its lines are "sent,
+    outcome unknown", the line being read when it was sent is where to resume, with a tail command."""
+    fake_segment.respond_with(200, delay=60)
+    path = tmp_path / "with ids.jsonl"
+    path.write_text("".join(
+        json.dumps({"type": "track", "userId": "u", "event": "E", "messageId": f"m-{n}"}) + "\n" for n in range(5000)
+    ))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simple_segment", "import", str(path), *target(fake_segment), "--timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(),
+    )
+    try:
+        fake_segment.wait_for_requests(1, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    in_flight = len(fake_segment.requests[0].batch)
+    resume = in_flight + 1
+    out_text, err_text = stdout.decode(), stderr.decode()
+    assert out_text.startswith(f"interrupted by SIGTERM at line {resume}: delivered 0 messages in 0 requests")
+    assert f"{in_flight} sent, outcome unknown (the request in flight); 0 read but not sent" in out_text
+    quoted = f"'{path}'"
+    assert f"send {quoted} again from line {resume} (tail -n +{resume} {quoted} | simple-segment import -" in err_text
+    assert f"the request in flight held lines 1-{in_flight}" in err_text
+    assert "they all carry a messageId, so Segment de-duplicates any that arrived twice" in err_text

@@ -227,7 +227,9 @@ def run_import(args: argparse.Namespace) -> int:
     """Send the lines of ``args.file``; return the exit status."""
     source = _open_input(args.file)
     try:
-        return _import(args, source)
+        # Around the summary too: after a first signal, a second one must not cut it short.
+        with _signals_interrupt():
+            return _import(args, source)
     finally:
         if source is not sys.stdin.buffer:
             source.close()
@@ -267,8 +269,7 @@ def _signals_interrupt() -> Iterator[None]:
         return
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        # A second signal while the summary is written must not cut it short.
-        for other in _SIGNALS:
+        for other in _SIGNALS:  # until the block ends: the summary is written in it
             signal.signal(other, signal.SIG_IGN)
         raise _Interrupted(signum, in_flight=_delivering(frame))
 
@@ -294,6 +295,7 @@ class _Tally:
         self.open: collections.deque[tuple[int, bool]] = collections.deque()  # (line, has a messageId)
         self.line = 0  # the line being read or handled
         self.done = 0  # the last line handled to the end
+        self.eof = False  # every line was read
 
     def accept(self, line: int, *, has_id: bool) -> None:
         self.open.append((line, has_id))
@@ -325,7 +327,7 @@ def _import(args: argparse.Namespace, source: BinaryIO) -> int:  # noqa: C901, P
     interrupted: _Interrupted | None = None
     started = time.monotonic()
     try:
-        with _signals_interrupt(), client, batch:
+        with client, batch:
             for number, line, size in _read_lines(source):
                 lines, read, tally.line = number, read + size, number
                 try:
@@ -341,10 +343,12 @@ def _import(args: argparse.Namespace, source: BinaryIO) -> int:  # noqa: C901, P
                     tally.done = number
                     continue
                 accepted += 1
-                tally.accept(number, has_id="messageId" in record)
-                tally.settle(accepted - batch.messages_sent - failed)
+                if not args.dry_run:
+                    tally.accept(number, has_id="messageId" in record)
+                    tally.settle(accepted - batch.messages_sent - failed)
                 tally.done = number
                 progress.update(lines, read, accepted if args.dry_run else batch.messages_sent, started)
+            tally.eof = True  # what is left is the block's end: sending the last request
     except _Interrupted as exc:
         interrupted = exc
     seconds = time.monotonic() - started
@@ -390,7 +394,9 @@ def _interrupted_summary(
         return code
     pending = list(tally.open)
     resume = pending[unknown][0] if unsent else tally.done + 1
-    if args.file == "-":
+    if tally.eof and not unsent:
+        advice = ["every line was read and handed to a request: nothing is left to resume"]
+    elif args.file == "-":
         advice = [f"to resume, send the input again from line {resume}"]
     else:
         name = one_line(shlex.quote(args.file))
