@@ -677,9 +677,9 @@ def test_import_interrupted_mid_request_reports_it_and_how_to_resume(
     assert out_text.startswith(f"interrupted by {name} at line 2600: delivered {delivered} messages in 1 requests")
     assert f"{2600 - delivered} sent, outcome unknown (the request in flight); 0 read but not sent" in out_text
     assert "Traceback" not in err_text
-    assert "every line was read and handed to a request: nothing is left to resume" in err_text
+    assert "every line was read and handed to a request: only the request in flight is in doubt" in err_text
     assert f"the request in flight held lines {delivered + 1}-2600" in err_text
-    assert f"resume from line {delivered + 1} instead" in err_text
+    assert f"to be sure none is lost, send again from line {delivered + 1}" in err_text
     assert "1 of them have no messageId in the file" in err_text
 
 

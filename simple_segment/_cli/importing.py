@@ -395,7 +395,8 @@ def _interrupted_summary(
     pending = list(tally.open)
     resume = pending[unknown][0] if unsent else tally.done + 1
     if tally.eof and not unsent:
-        advice = ["every line was read and handed to a request: nothing is left to resume"]
+        doubt = "only the request in flight is in doubt" if unknown else "nothing is left to resume"
+        advice = [f"every line was read and handed to a request: {doubt}"]
     elif args.file == "-":
         advice = [f"to resume, send the input again from line {resume}"]
     else:
@@ -406,7 +407,7 @@ def _interrupted_summary(
         without_id = sum(1 for _, has_id in pending[:unknown] if not has_id)
         advice.append(
             f"the request in flight held lines {first}-{last}: Segment may or may not have them; "
-            f"to be sure none is lost, resume from line {first} instead"
+            f"to be sure none is lost, send again from line {first}"
         )
         if without_id:
             advice.append(
