@@ -381,17 +381,18 @@ def _interrupted_summary(
 ) -> int:
     """Print what an interruption left where (stdout) and how to resume (stderr); return 130 or 143."""
     name = signal.Signals(interrupted.signum).name
-    unknown = 0 if args.dry_run or not interrupted.in_flight else len(tally.open)
-    unsent = 0 if args.dry_run else len(tally.open) - unknown
+    code = EXIT_TERMINATED if interrupted.signum == signal.SIGTERM else EXIT_INTERRUPTED
     at = max(tally.done, tally.line)
+    if args.dry_run:
+        sys.stdout.write(f"interrupted by {name} at line {at}: {summary}\n")
+        return code
+    unknown = len(tally.open) if interrupted.in_flight else 0
+    unsent = len(tally.open) - unknown
     sys.stdout.write(
         f"interrupted by {name} at line {at}: {summary}; "
         f"{unknown} sent, outcome unknown (the request in flight); {unsent} read but not sent\n"
     )
     sys.stdout.flush()
-    code = EXIT_TERMINATED if interrupted.signum == signal.SIGTERM else EXIT_INTERRUPTED
-    if args.dry_run:
-        return code
     pending = list(tally.open)
     resume = pending[unknown][0] if unsent else tally.done + 1
     if tally.eof and not unsent:
