@@ -3,7 +3,8 @@
 Commands: the six calls (``track`` ...), ``import`` (JSON lines, for backfills),
 ``serve`` (a local FakeSegment that prints what it receives) and ``demo``.
 Exit codes: 0 delivered, 1 delivery failed, 2 usage or invalid input (130 when
-interrupted).  Errors are one line on stderr; ``--debug`` adds the traceback.
+interrupted, 143 for an import stopped by SIGTERM).  Errors are one line on stderr,
+the server's text in them escaped; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
