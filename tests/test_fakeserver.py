@@ -589,8 +589,16 @@ def test_refused_15_mb_bodies_keep_memory_flat() -> None:
                 exchange(server, b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", parts, chunk)
             server.wait_for_requests(6, timeout=JOIN)
             _, peak = tracemalloc.get_traced_memory()
+            # Bodies just under the read limit are read and refused for their size (400), but not kept.
+            near_limit = b"[" + b"{}," * 340_000 + b"{}]"
+            for _ in range(20):
+                assert post(server, data=near_limit).status_code == 400
+            held, _ = tracemalloc.get_traced_memory()
             statuses = [r.status for r in server.requests]
+            bodies = sum(len(r.body) for r in server.requests)
     finally:
         tracemalloc.stop()
-    assert statuses == [413] * 6
+    assert statuses == [413] * 6 + [400] * 20
     assert peak < 8_000_000, f"peak Python allocation {peak / 1e6:.1f} MB for refused bodies"
+    assert bodies == 0
+    assert held < 4_000_000, f"{held / 1e6:.1f} MB held after 20 refused bodies of 1 MB"

@@ -57,7 +57,7 @@ def add_serve_parser(commands: Any, debug: argparse.ArgumentParser) -> None:  # 
     serve.add_argument(
         "--keep", type=_keep, default=_SERVE_KEEP, metavar="N",
         help=f"how many of the newest messages and requests to keep for GET /_messages and /_requests "
-        f"(default {_SERVE_KEEP:,}; older ones are forgotten; a request kept holds its body, at most 1 MiB)",
+        f"(default {_SERVE_KEEP:,}; older ones are forgotten; a request kept holds its body, at most 500 KB)",
     )
     serve.add_argument(
         "--json", action="store_true",

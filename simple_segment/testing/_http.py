@@ -27,6 +27,7 @@ from ._oauth import TOKEN_PATH, TokenAuthority
 from ._recorder import RecordedRequest, Recorder, Script
 from ._rules import (
     JSON_TYPE,
+    MAX_REQUEST_BYTES,
     MAX_WIRE_BYTES,
     Verdict,
     error,
@@ -349,7 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
             method=self.command,
             path=self.path,
             headers=headers,
-            body=body,
+            # A body over the request limit is refused whatever it holds; keeping it would let
+            # max_requests refused requests hold up to 1 MiB each.
+            body=body if len(body) <= MAX_REQUEST_BYTES else b"",
             json=value,
             write_key=write_key,
             status=status,

@@ -49,7 +49,10 @@ class RecordedRequest:
     headers: dict[str, str]
     """Request headers with lower-cased names (repeated headers joined with ``", "``)."""
     body: bytes
-    """The raw body as received on the wire (still gzipped if it was)."""
+    """The raw body as received on the wire (still gzipped if it was).
+
+    Empty for a body over 500,000 bytes: refused for its size, it is not kept.
+    """
     json: Any
     """The decoded JSON body (after gunzip), or None if it was not valid JSON."""
     write_key: str | None
