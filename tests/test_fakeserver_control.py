@@ -362,3 +362,25 @@ def test_respond_with_refuses_a_header_that_would_split_the_response(fake: FakeS
     with pytest.raises(ValueError, match="delay"):
         fake.respond_with(200, delay=1e12)
     assert fake.pending_responses == 0
+
+
+def test_scripts_queued_over_http_are_bounded(fake: FakeSegment) -> None:
+    """/_script refuses a 1,001st queued script, and bodies past 16 MB in all: a client cannot grow the
+    server's memory with scripts (times repeats one at no cost)."""
+    with requests.Session() as session:
+        for _ in range(1000):
+            assert session.post(f"{fake.url}/_script", data='{"status": 503}', timeout=5).status_code == 200
+        refused = session.post(f"{fake.url}/_script", data='{"status": 503}', timeout=5)
+        assert refused.status_code == 400
+        assert "too many scripts queued (1000" in refused.json()["message"]
+        assert fake.pending_responses == 1000
+        fake.clear()
+        big = json.dumps({"status": 500, "body": "x" * 900_000})
+        for _ in range(17):
+            assert session.post(f"{fake.url}/_script", data=big, timeout=5).status_code == 200
+        refused = session.post(f"{fake.url}/_script", data=big, timeout=5)
+        assert refused.status_code == 400
+        assert "bytes of bodies" in refused.json()["message"]
+        fake.clear()
+        assert script(fake, {"status": 503, "times": 1_000_000}).status_code == 200
+        assert fake.pending_responses == 1_000_000

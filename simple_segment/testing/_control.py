@@ -22,7 +22,8 @@ or a FakeSegment that code in Celery/RQ workers sends to):
   for ``POST /token`` in OAuth mode). A value the server cannot use (an unknown
   key, a wrong type, a status outside 200-599, a delay below 0 or over a day,
   ``times`` < 1, a header that is not one line of Latin-1) answers 400 naming
-  the key, and nothing is scripted.
+  the key, and nothing is scripted; so does a script past 1,000 queued ones or
+  16 MB of queued bodies (``times`` repeats one script at no cost).
 - ``POST /_clear``: forget everything, as :meth:`FakeSegment.clear`.
 
 Answers are JSON (``{"success": true}`` or Segment's error body) except the
@@ -50,6 +51,9 @@ NDJSON_TYPE = "application/x-ndjson"
 
 _SCRIPT_KEYS = frozenset({"status", "times", "seconds", "headers", "body", "delay", "drop", "endpoint"})
 _MAX_SCRIPT_BYTES = 1_000_000
+# What /_script may queue in all: scripts come over the network, so they are bounded too.
+_MAX_QUEUED_SCRIPTS = 1_000
+_MAX_QUEUED_SCRIPT_BYTES = 16_000_000
 
 
 class _InvalidError(Exception):
@@ -182,6 +186,13 @@ def _post_script(recorder: Recorder, body: bytes) -> ControlReply:
         delay=_number(spec, "delay") or 0.0,
         drop=drop,
     )
+    queued, queued_bytes = recorder.queued_scripts()
+    if queued >= _MAX_QUEUED_SCRIPTS or queued_bytes + len(script.body or b"") > _MAX_QUEUED_SCRIPT_BYTES:
+        msg = (
+            f"too many scripts queued ({queued}, {queued_bytes} bytes of bodies; at most {_MAX_QUEUED_SCRIPTS} "
+            f"and {_MAX_QUEUED_SCRIPT_BYTES} bytes): use times, or POST /_clear"
+        )
+        raise _InvalidError(msg)
     recorder.add_script(
         script,
         times=_whole(spec, "times"),

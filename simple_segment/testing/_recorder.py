@@ -302,6 +302,13 @@ class Recorder:
         with self.lock:
             return self.scripts[endpoint].take(self.clock())
 
+    def queued_scripts(self) -> tuple[int, int]:
+        """Return how many scripts are queued (time windows included) and the bytes of their bodies."""
+        with self.lock:
+            scripts = [entry.script for queue in self.scripts.values() for entry in queue.queue]
+            scripts += [queue.window for queue in self.scripts.values() if queue.window is not None]
+        return len(scripts), sum(len(script.body or b"") for script in scripts)
+
     def pending_scripts(self) -> int:
         """Return how many counted script uses are left (time windows not included)."""
         with self.lock:
