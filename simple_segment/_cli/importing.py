@@ -229,7 +229,11 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         # Around the summary too: after a first signal, a second one must not cut it short.
         with _signals_interrupt():
-            return _import(args, source)
+            try:
+                return _import(args, source)
+            except _Interrupted as exc:  # outside the loop: making the client, or the final summary
+                sys.stderr.write(f"{PROG}: error: interrupted by {signal.Signals(exc.signum).name}\n")
+                return _exit_code(exc)
     finally:
         if source is not sys.stdin.buffer:
             source.close()
@@ -246,6 +250,11 @@ class _Interrupted(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = signum
         self.in_flight = in_flight
+
+
+def _exit_code(interrupted: _Interrupted) -> int:
+    """Return the shell's status for the signal: 128 + its number (130 for SIGINT, 143 for SIGTERM)."""
+    return EXIT_TERMINATED if interrupted.signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 def _delivering(frame: FrameType | None) -> bool:
@@ -381,7 +390,7 @@ def _interrupted_summary(
 ) -> int:
     """Print what an interruption left where (stdout) and how to resume (stderr); return 130 or 143."""
     name = signal.Signals(interrupted.signum).name
-    code = EXIT_TERMINATED if interrupted.signum == signal.SIGTERM else EXIT_INTERRUPTED
+    code = _exit_code(interrupted)
     at = max(tally.done, tally.line)
     if args.dry_run:
         sys.stdout.write(f"interrupted by {name} at line {at}: {summary}\n")
