@@ -152,13 +152,15 @@ class PlanViolationError(ValidationError):
     one's path and message; ``str()`` names every path.  Since: 0.2.0
     """
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("field", "reason", "violations")
+
     def __init__(self, field: str, reason: str, violations: Sequence[Any] = ()) -> None:
         Exception.__init__(self, field, reason, list(violations))
 
     @property
     def violations(self) -> list[Any]:
         """Every violation, ``(path, message, rule)`` each (lists again after a JSON round trip)."""
-        violations: list[Any] = self.args[2]
+        violations: list[Any] = self._arg("violations")
         return violations
 
     @property

@@ -37,6 +37,10 @@ SUPPORTED = {
     "simple_segment.plan": ["TrackingPlan", "Violation", "Rule", "OnViolation", "Unplanned"],
     "simple_segment.integrations.celery": ["install", "uninstall"],
     "simple_segment.integrations.rq": ["StableIdsJob", "stable_ids_job"],
+    "simple_segment.integrations.wsgi": ["SegmentMiddleware"],
+    "simple_segment.integrations.asgi": ["SegmentMiddleware"],
+    "simple_segment.integrations.django": ["SegmentMiddleware"],
+    "simple_segment.integrations.flask": ["init_app"],
 }
 
 

@@ -31,7 +31,9 @@ PLAN = {
                         "required": ["total"],
                         "properties": {"total": {"type": "number"}, "currency": {"enum": ["USD", "EUR"]}},
                     },
-                    "context": {"properties": {"app": {"required": ["version"]}}},
+                    "context": {
+                        "properties": {"app": {"required": ["version"], "properties": {"version": {"type": "string"}}}}
+                    },
                 },
             },
         },
@@ -125,15 +127,17 @@ def test_in_a_batch_a_violating_call_raises_at_the_call_and_the_rest_are_sent(
 
 
 def test_a_batch_context_is_merged_before_the_check(fake_segment: FakeSegment, plan: TrackingPlan) -> None:
-    """The plan requires context.app.version: a batch's context supplies it; a message's own app wins the merge."""
+    """The plan requires context.app.version (a str): a batch's context supplies it, merged recursively under the message's own."""
     with make(fake_segment, plan) as client:
         with client.batch(context={"app": {"version": "1.2"}}) as batch:
             batch.track("user-1", "Order Completed", GOOD)
+            batch.track("user-2", "Order Completed", GOOD, context={"app": {"name": "x"}})  # version still merged in
             with pytest.raises(PlanViolationError, match=r"context\.app\.version"):
-                batch.track("user-2", "Order Completed", GOOD, context={"app": {"name": "x"}})
+                batch.track("user-4", "Order Completed", GOOD, context={"app": {"version": 2}})  # its own wins
         with client.batch() as batch, pytest.raises(PlanViolationError):
             batch.track("user-3", "Order Completed", GOOD, context={"app": {}})
-    assert [m["userId"] for m in fake_segment.messages] == ["user-1"]
+    assert [m["userId"] for m in fake_segment.messages] == ["user-1", "user-2"]
+    assert fake_segment.messages[1]["context"]["app"] == {"version": "1.2", "name": "x"}
 
 
 def test_drop_inside_a_batch_returns_false(plan: TrackingPlan) -> None:
@@ -222,3 +226,18 @@ def test_without_the_ini_option_the_fixture_says_how_to_set_it(pytester: pytest.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*set the ini option `segment_plan = path/to/tracking_plan.json`*"])
+
+
+def test_a_deferred_scope_checks_at_the_call_with_its_context_merged(fake_segment: FakeSegment, plan: TrackingPlan) -> None:
+    """Inside scope(defer=True): a violating call raises at its line, nothing is posted until the scope ends."""
+    with make(fake_segment, plan) as client:
+        with simple_segment.scope(context={"app": {"version": "1.2"}}, defer=True):
+            assert client.track("user-1", "Order Completed", GOOD)[0] is True  # the scope supplies app.version
+            with pytest.raises(PlanViolationError, match=r"context\.app\.version"):
+                client.track("user-2", "Order Completed", GOOD, context={"app": {"version": 2}})
+            with pytest.raises(PlanViolationError):
+                client.track("user-3", "Order Completed", BAD)
+            client.track("user-4", "Order Completed", GOOD)
+            assert fake_segment.messages == []  # held until the scope ends
+    assert [m["userId"] for m in fake_segment.messages] == ["user-1", "user-4"]
+    assert len(fake_segment.requests) == 1

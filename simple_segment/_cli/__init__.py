@@ -3,7 +3,8 @@
 Commands: the six calls (``track`` ...), ``import`` (JSON lines, for backfills),
 ``serve`` (a local FakeSegment that prints what it receives) and ``demo``.
 Exit codes: 0 delivered, 1 delivery failed, 2 usage or invalid input (130 when
-interrupted).  Errors are one line on stderr; ``--debug`` adds the traceback.
+interrupted, 143 for an import stopped by SIGTERM).  Errors are one line on stderr,
+the server's text in them escaped; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .common import (
     Parser,
     UsageError,
     add_client_arguments,
+    one_line,
     parse_timestamp,
 )
 from .demo import add_demo_parser, run_demo
@@ -115,5 +117,5 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         elif not isinstance(exc, (SegmentError, UsageError, KeyboardInterrupt)):
             message += " (--debug shows the traceback)"
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")  # the server's text may hold newlines
         return code

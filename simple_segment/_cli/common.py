@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import os
+import unicodedata
 from typing import Any, NoReturn
 
 from simple_segment._backfill import parse_timestamp
@@ -17,6 +18,7 @@ __all__ = [
     "EXIT_DELIVERY",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "PROG",
     "Parser",
@@ -25,6 +27,7 @@ __all__ = [
     "describe",
     "json_object",
     "make_client",
+    "one_line",
     "parse_timestamp",
     "port",
     "positive_seconds",
@@ -36,6 +39,7 @@ EXIT_OK = 0
 EXIT_DELIVERY = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
+EXIT_TERMINATED = 143  # the shell's 128 + SIGTERM
 
 PROG = "simple-segment"
 
@@ -50,6 +54,33 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Exit with status 2 and ``message`` on one line."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(text: str) -> str:
+    r"""Return ``text`` safe to print as one line: control characters escaped.
+
+    What a server (or a client of ``serve``) sent is printed this way, so a newline
+    cannot forge a second line of output and an escape sequence cannot restyle or
+    clear the terminal: ``\n``, ``\x1b``, ``\u202e`` ... are shown as such.
+    """
+    return "".join(_escaped(char) if char in _BIDI or unicodedata.category(char) in _CONTROL else char for char in text)
+
+
+# Cc: C0/C1 controls and DEL; Zl/Zp: line and paragraph separators, which some
+# terminals break on; Cs: lone surrogates, which cannot be printed at all.
+_CONTROL = frozenset({"Cc", "Zl", "Zp", "Cs"})
+# The bidi controls reorder what follows them on the line (other format characters,
+# such as the joiners inside emoji, are harmless and kept).
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"  # noqa: PLR2004 - the widths of Python's escapes
 
 
 # -- argument types ---------------------------------------------------------------
@@ -189,4 +220,5 @@ def describe(msg: dict[str, Any], *, timestamp: bool = True) -> str:
     if data:
         what = f"{what} {json.dumps(data, ensure_ascii=False, separators=(', ', ': '))}".strip()
     line = f"{kind:<8} {who:<16} {what}".rstrip()
-    return f"{msg.get('timestamp', '')}  {line}" if timestamp else line
+    # Ids and names are the sender's text: one_line keeps each message on its own line.
+    return one_line(f"{msg.get('timestamp', '')}  {line}" if timestamp else line)
