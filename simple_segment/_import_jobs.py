@@ -26,10 +26,12 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from queue import Empty
 from typing import IO, Any, Protocol
@@ -40,7 +42,7 @@ from .errors import ValidationError
 
 __all__ = ["line_message_id", "run_import_jobs"]
 
-_EXIT_OK, _EXIT_DELIVERY, _EXIT_USAGE, _EXIT_INTERRUPTED = 0, 1, 2, 130
+_EXIT_OK, _EXIT_DELIVERY, _EXIT_USAGE, _EXIT_INTERRUPTED, _EXIT_TERMINATED = 0, 1, 2, 130, 143
 _STATE_FORMAT = 1
 _REPORT_EVERY = 0.25  # seconds between a worker's progress reports
 _SAVE_EVERY = 1.0  # seconds between writes of the state file
@@ -243,15 +245,9 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one loop, its counters and
     report(("done", index, status))
 
 
-def _worker_main(  # noqa: PLR0913 - _work's arguments, across the process boundary
-    index: int,
-    path: str,
-    pieces: list[tuple[int, int, int, int]],
-    seed: str,
-    args: Any,  # noqa: ANN401 - see _work
-    make_client: MakeClient,
-    queue: Any,  # noqa: ANN401 - a multiprocessing queue
-) -> None:
+def _worker_main(*arguments: Any) -> None:  # noqa: ANN401 - _work's arguments, with a queue for report
+    """Run :func:`_work` in a worker process, reporting into the queue given last."""
+    index, path, pieces, seed, args, make_client, queue = arguments
     _work(index, path, pieces, seed, args, make_client, queue.put)
 
 
@@ -265,6 +261,7 @@ class _Run:
     pieces: list[_Piece]
     counters: dict[int, tuple[dict[str, int], int, int, int]] = dataclasses.field(default_factory=dict)
     endings: dict[int, str] = dataclasses.field(default_factory=dict)
+    terminated: bool = False  # stopped by SIGTERM (exit 143) rather than SIGINT (130)
 
     def total(self, name: str) -> int:
         return sum(counts[name] for counts, *_ in self.counters.values())
@@ -366,7 +363,8 @@ def run_import_jobs(  # noqa: C901 - plan, run, save, summarize
     for share in shares:
         numbered.append([(position + i, p.start, p.end, p.first) for i, p in enumerate(share)])
         position += len(share)
-    interrupted = _drive(numbered, str(path), state["seed"], args, make_client, receive, run)
+    with _sigterm_interrupts(run):
+        interrupted = _drive(numbered, str(path), state["seed"], args, make_client, receive, run)
     save(force=True)
     progress.update(run.total("lines"), run.total("read"), run.delivered(0), started, force=True)
     progress.finish()
@@ -374,7 +372,25 @@ def run_import_jobs(  # noqa: C901 - plan, run, save, summarize
     return _summarize(args, run, skipped, seconds, state_path, state["seed"], interrupted=interrupted)
 
 
-def _drive(  # noqa: PLR0913 - the run's parts, handed on
+@contextlib.contextmanager
+def _sigterm_interrupts(run: _Run) -> Iterator[None]:
+    """Make SIGTERM stop the run as Ctrl-C does (marks saved, workers told), until the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set from the main thread
+        return
+
+    def on_term(signum: int, frame: object) -> None:  # noqa: ARG001 - the handler signature
+        run.terminated = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _drive(  # noqa: C901, PLR0913 - the run's parts, handed on; the wait and its endings
     numbered: list[list[tuple[int, int, int, int]]],
     path: str,
     seed: str,
@@ -406,6 +422,8 @@ def _drive(  # noqa: PLR0913 - the run's parts, handed on
         except KeyboardInterrupt:
             interrupted = True
             deadline = time.monotonic() + _STOP_WAIT
+            if run.terminated:  # SIGTERM reached this process only: pass the stop on, as Ctrl-C would
+                _stop_workers(workers, run)
         except Empty:
             _notice_deaths(workers, queue, receive, run)
         if deadline is not None and time.monotonic() > deadline:
@@ -418,6 +436,13 @@ def _drive(  # noqa: PLR0913 - the run's parts, handed on
     with contextlib.suppress(Exception):
         queue.close()
     return interrupted or "interrupted" in run.endings.values()
+
+
+def _stop_workers(workers: list[Any], run: _Run) -> None:
+    for i, worker in enumerate(workers):
+        if i not in run.endings and worker.pid is not None and worker.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGINT)
 
 
 def _notice_deaths(workers: list[Any], queue: Any, receive: Callable[[tuple[Any, ...]], None], run: _Run) -> None:  # noqa: ANN401
@@ -467,7 +492,7 @@ def _summarize(  # noqa: PLR0913
         text += f"; not finished: run again with --resume (state in {state_path})"
     sys.stdout.write(text + "\n")
     if interrupted:
-        return _EXIT_INTERRUPTED
+        return _EXIT_TERMINATED if run.terminated else _EXIT_INTERRUPTED
     if failed or died:
         return _EXIT_DELIVERY
     return _EXIT_USAGE if bad else _EXIT_OK

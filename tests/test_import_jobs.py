@@ -124,9 +124,12 @@ def test_a_failed_run_resumes_where_it_stopped(fake_segment: FakeSegment, tmp_pa
     assert "nothing left to send" in nothing.stdout
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
-def test_an_interrupted_run_resumes_without_duplicates(fake_segment: FakeSegment, tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT to the group) mid-run saves the state; --resume completes; one id per line."""
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups, SIGINT and SIGTERM are POSIX")
+@pytest.mark.parametrize(("signum", "group", "status"), [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)])
+def test_an_interrupted_run_resumes_without_duplicates(
+    fake_segment: FakeSegment, tmp_path: Path, signum: int, group: bool, status: int
+) -> None:
+    """Ctrl-C (SIGINT to the group), or SIGTERM to the command alone, mid-run saves the state; --resume completes."""
     path = write_lines(tmp_path / "events.jsonl", 12000)
     fake_segment.respond_with(200, delay=1.0, times=6)  # slow answers: the run is still going when stopped
     process = subprocess.Popen(
@@ -138,13 +141,16 @@ def test_an_interrupted_run_resumes_without_duplicates(fake_segment: FakeSegment
         while len(fake_segment.messages) < 2500 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
         time.sleep(1.5)  # the first request's answer arrives: something is delivered before the stop
-        os.killpg(process.pid, signal.SIGINT)
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)  # the workers are told by the command
         out, err = process.communicate(timeout=WAIT)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
-    assert process.returncode == 130, (out, err)
+    assert process.returncode == status, (out, err)
     assert "not finished: run again with --resume" in out
     stored_first = len(fake_segment.messages)
     assert 2500 <= stored_first < 12000
