@@ -33,6 +33,7 @@ from simple_segment._options import redact_url
 from simple_segment.errors import ConfigurationError
 
 from ._httpclient import adopt_pool, budget, keep_deadline
+from .failures import without_traceback
 
 if TYPE_CHECKING:
     from urllib3.connectionpool import HTTPConnectionPool
@@ -153,6 +154,16 @@ class Endpoint:
                 decode_content=False,
             )
             return Answer(response.status, response, _read_bounded(response))
+        except self.failures:
+            raise  # mapped by the caller, which drops the traceback
+        except BaseException as exc:
+            # The caller's own exception (a signal handler, a Celery soft time limit)
+            # interrupted the exchange: the frames below hold the headers (the write key
+            # or a token) and the body in their locals, so it goes on without them.
+            del body, headers
+            without_traceback(exc)
+            raise exc  # noqa: TRY201 - a bare raise would restore the traceback on Python 3.10
+
         finally:
             budget.at = None
 
@@ -172,6 +183,11 @@ class Endpoint:
         options: dict[str, Any] = {"num_pools": 2, "maxsize": self._pool_size, "block": False, "retries": False}
         if self.url.startswith("https:") or (self._proxy or "").startswith("https:"):
             options.update(_tls_options(self._verify))
+        if (self._proxy or "").startswith("https:"):
+            # The proxy's certificate is checked as requests checks it (verify=,
+            # REQUESTS_CA_BUNDLE), and the TLS socket to the proxy, which carries the
+            # CONNECT answer and the tunnelled TLS, keeps the deadline.
+            options["proxy_ssl_context"] = options["ssl_context"]
         proxy = self._proxy
         if proxy is None:
             return urllib3.PoolManager(**options)
@@ -201,7 +217,11 @@ class Endpoint:
 
 
 def _tls_options(verify: bool | str) -> dict[str, Any]:  # noqa: FBT001 - requests' verify
-    """Return the pool options for TLS: requests' CA store (or ``verify``'s), sockets that keep the deadline."""
+    """Return the pool options for TLS: requests' CA store (or ``verify``'s), sockets that keep the deadline.
+
+    The context is shared by the target's TLS and an ``https://`` proxy's: the same
+    trust, as in requests.
+    """
     context = create_urllib3_context()
     if verify is False:
         context.check_hostname = False

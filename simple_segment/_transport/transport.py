@@ -178,6 +178,9 @@ class Transport:
             answer = self._endpoint.exchange(body, headers, remaining)
         except self._endpoint.failures as exc:
             return failure_of(exc, self.url, attempts, ran_out=time.monotonic() >= ends - _SLACK)
+        except BaseException:
+            del body, headers  # the caller's own exception: its traceback must not show them
+            raise
         if 200 <= answer.status < 300:  # noqa: PLR2004 - the success range
             log.debug("POST %s: %d on attempt %d", self.url, answer.status, attempts)
             return Delivered(answer.status, attempts, len(body))
