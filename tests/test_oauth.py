@@ -421,3 +421,50 @@ def test_a_token_with_a_newline_is_never_shown(private_key: str, caplog: pytest.
     for text in shown:
         assert "FIRSTHALF" not in text
         assert "SECONDHALF" not in text
+
+
+@pytest.mark.parametrize("phase", ["tracking", "token"])
+def test_a_callers_exception_leaves_no_bearer_token_in_frame_locals(phase: str, private_key: str) -> None:
+    """A signal handler raising while a call waits on the tracking API (or on the token request):
+    the Bearer token, the client assertion, the write key and the private key are in no frame's
+    locals of the traceback."""
+    import signal
+
+    from faults import FaultServer, respond, silent
+
+    class Interrupted(Exception):  # noqa: N818 - as Celery's SoftTimeLimitExceeded
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    token = "tok-BEARERSECRET"
+    with FaultServer(default=silent(limit=5)) as fault:
+        if phase == "tracking":
+            fault.script(respond(200, body=_token_answer(token)))
+        previous = signal.signal(signal.SIGALRM, handler)
+        try:
+            with Client(
+                WRITE_KEY,
+                host=fault.url,
+                oauth_client_id=CLIENT_ID,
+                oauth_client_key=private_key,
+                oauth_key_id=KEY_ID,
+                oauth_auth_server=fault.url,
+                timeout=5,
+                total_timeout=5,
+                max_retries=0,
+            ) as client:
+                signal.setitimer(signal.ITIMER_REAL, 0.5)
+                with pytest.raises(Interrupted) as info:
+                    client.track("u", "E")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert len(fault.requests) == (2 if phase == "tracking" else 1)
+    rendered = library_frames(info.value)  # from the library's frames down: this test's own locals hold the token
+    assert "Interrupted" in rendered
+    assert "BEARERSECRET" not in rendered
+    assert "client_assertion=" not in rendered  # the signed assertion is a credential for a minute
+    assert WRITE_KEY not in rendered
+    assert private_key.splitlines()[1] not in rendered
