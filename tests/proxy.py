@@ -57,7 +57,8 @@ def _drip_answer(client: socket.socket, interval: float, stop: threading.Event) 
 
 
 @contextlib.contextmanager
-def connect_proxy(
+def connect_proxy(  # noqa: C901, PLR0915 - one server, its handlers closures over its state
+
     *, tls: ssl.SSLContext | None = None, refuse: int | None = None, drip: float | None = None
 ) -> Iterator[ConnectProxy]:
     """Run a CONNECT proxy until the block ends (every socket closed, every thread joined).
@@ -83,10 +84,8 @@ def connect_proxy(
             except (OSError, ssl.SSLError):
                 return  # the client gave up on the handshake (or refused our certificate)
             opened.append(client)
-        try:
+        with contextlib.suppress(OSError):  # the client left
             tunnel(client)
-        except OSError:
-            pass  # the client left
 
     def tunnel(client: socket.socket) -> None:
         head = b""

@@ -256,7 +256,7 @@ def resolving_to(monkeypatch: pytest.MonkeyPatch, name: str, ports: list[int]) -
     """Make the OS resolver (``socket.getaddrinfo``) give ``name`` one loopback address per port, in order."""
     real = socket.getaddrinfo
 
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if host != name:
             return real(host, port, *args, **kwargs)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", p)) for p in ports]

@@ -355,7 +355,7 @@ def test_waiting_for_another_threads_token_ends_at_the_waiters_deadline(
     real = socket.getaddrinfo
     slow_once = threading.Event()
 
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if host == "auth.test":
             if not slow_once.is_set():
                 slow_once.set()
@@ -416,8 +416,7 @@ def test_a_token_with_a_newline_is_never_shown(private_key: str, caplog: pytest.
                 client.track("u", "E")
         assert not [r for r in fault.requests if r.path == "/v1/batch"]
     shown = [str(info.value), repr(info.value), caplog.text, library_frames(info.value)]
-    for cause in (info.value.__cause__, info.value.__context__):
-        shown.append(repr(cause))
+    shown.extend(repr(cause) for cause in (info.value.__cause__, info.value.__context__))
     for text in shown:
         assert "FIRSTHALF" not in text
         assert "SECONDHALF" not in text

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 S = TypeVar("S", bound=socket.socket)
 
-_URLLIB3_NEW_CONN = urllib3.connection.HTTPConnection._new_conn
+_URLLIB3_NEW_CONN = urllib3.connection.HTTPConnection._new_conn  # noqa: SLF001 - replaced by ours (module docstring)
 
 
 class _Budget(threading.local):
