@@ -107,11 +107,13 @@ def test_an_untrusted_https_proxy_is_a_permanent_error(certificates: Certificate
     assert not info.value.retryable
 
 
-def test_a_dripping_https_proxy_ends_within_the_deadline(certificates: Certificates) -> None:
-    """An https:// proxy dripping its CONNECT answer forever: a 2 s call (timeout=5) ends within 2.5 s."""
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_dripping_proxy_ends_within_the_deadline(scheme: str, certificates: Certificates) -> None:
+    """An https:// (or http://) proxy dripping its CONNECT answer forever: a 2 s call (timeout=5) ends within 2.5 s."""
     from proxy import connect_proxy
 
-    with connect_proxy(tls=_server_context(certificates), drip=0.1) as proxy:
+    tls = _server_context(certificates) if scheme == "https" else None
+    with connect_proxy(tls=tls, drip=0.1) as proxy:
         options: dict[str, Any] = {"proxies": {"https": proxy.url}, "verify": str(certificates.ca)}
         with Client(WRITE_KEY, host="https://127.0.0.1:9", timeout=5, total_timeout=2, **options) as client:
             started = time.monotonic()
