@@ -135,7 +135,8 @@ def _connect(host: str, port: int, conn: Any) -> socket.socket:  # noqa: ANN401 
 
     urllib3's ``create_connection``, except that each address gets what is left of
     the attempt if that is less than the connect timeout: three black-holed
-    addresses share one budget instead of taking three.  Name resolution itself cannot be interrupted.
+    addresses share one budget instead of taking three.  Name resolution itself
+    cannot be interrupted.
     """
     timeout = conn.timeout if isinstance(conn.timeout, (int, float)) else None
     if host.startswith("["):

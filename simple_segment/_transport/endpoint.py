@@ -167,7 +167,6 @@ class Endpoint:
             del body, headers
             without_traceback(exc)
             raise exc  # noqa: TRY201 - a bare raise would restore the traceback on Python 3.10
-
         finally:
             budget.at = None
 
