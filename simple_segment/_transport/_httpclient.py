@@ -201,6 +201,14 @@ class _InterimSkippingResponse(http.client.HTTPResponse):
     and the real one left unread.  ``101`` (we never ask to switch) is the answer.
     """
 
+    def flush(self) -> None:
+        # _close_reader may have closed our reader under us; on Python 3.13 the garbage
+        # collector's close() then flushes it and reports an ignored ValueError.
+        fp = self.fp
+        if fp is None or getattr(fp, "closed", False):
+            return
+        super().flush()
+
     def _read_status(self) -> tuple[str, int, str]:
         for _ in range(_MAX_INTERIM):
             version, status, reason = super()._read_status()  # type: ignore[misc]
