@@ -10,6 +10,7 @@ import os
 import unicodedata
 from typing import Any, NoReturn
 
+from simple_segment._backfill import parse_timestamp
 from simple_segment._options import OnError, Options
 from simple_segment.client import Client
 
@@ -99,17 +100,6 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object ({{...}}), not {type(value).__name__}")
     return value
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """Parse ISO-8601 (a trailing ``Z`` means UTC).
-
-    Raises :class:`ValueError` saying why ``text`` is not one.
-    """
-    try:
-        return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp: {text!r}") from None
 
 
 def timestamp(text: str) -> dt.datetime:

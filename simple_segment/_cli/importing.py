@@ -1,7 +1,9 @@
 """The ``import`` command: a file of JSON lines (one message a line) sent in batches.
 
 A bad line is reported as ``line N: reason`` and the rest still go.  The fields a
-line may carry are the wire names of its call's builder parameters (``calls.FIELDS``).
+line may carry are the wire names of its call's builder parameters (``calls.FIELDS``);
+reading a line and making it a call is :mod:`simple_segment._backfill`'s, shared with
+``import --jobs`` (:mod:`simple_segment._import_jobs`), Dask and Spark.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -21,9 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from simple_segment._backfill import BadRecordError as _BadLineError
+from simple_segment._backfill import decode_line as _line_record
+from simple_segment._backfill import read_lines as _read_lines
+from simple_segment._backfill import record_call as _line_call
+from simple_segment._import_jobs import run_import_jobs
 from simple_segment.errors import ValidationError
 
-from .calls import CALL_ARGS, CALLS, FIELDS
 from .common import (
     EXIT_DELIVERY,
     EXIT_INTERRUPTED,
@@ -34,7 +39,6 @@ from .common import (
     UsageError,
     make_client,
     one_line,
-    parse_timestamp,
 )
 
 if TYPE_CHECKING:
@@ -43,20 +47,6 @@ if TYPE_CHECKING:
     from simple_segment._batch import Batch
 
 __all__ = ["add_import_parser", "run_import"]
-
-_WIRE_NAMES = {field.wire: name for name, field in FIELDS.items()}
-"""camelCase wire name -> the call's argument name."""
-# Fields Segment adds on its side (or on the way): an exported message may carry them;
-# they are not arguments of a call and are left out.
-_IGNORED_FIELDS = frozenset({"writeKey", "sentAt", "receivedAt", "version"})
-
-_MAX_LINE_BYTES = 1 << 20
-"""Longest import line read (1 MiB): a message is at most 32 KB once serialized, so a
-longer line cannot be valid, and reading it whole would let one line fill memory."""
-
-
-class _BadLineError(Exception):
-    """An import line that cannot become a call; its text is the reason."""
 
 
 def add_import_parser(commands: Any, common: argparse.ArgumentParser) -> None:  # noqa: ANN401 - argparse's private subparsers action
@@ -71,6 +61,15 @@ def add_import_parser(commands: Any, common: argparse.ArgumentParser) -> None:  
         "delivered, sent with outcome unknown and not sent, and the line to resume from.",
     )
     imp.add_argument("file", help="a file of JSON lines, or - for standard input")
+    # Any of these four runs the resumable, parallel import (simple_segment/_import_jobs.py).
+    imp.add_argument(
+        "--jobs", type=int, metavar="N",
+        help="worker processes, each reading its own part of the file (0: one per core); lines get stable "
+        "messageIds, so running the import again sends no duplicates",
+    )
+    imp.add_argument("--seed", help="the seed of the stable messageIds (default: from the file's path, size, time)")
+    imp.add_argument("--resume", action="store_true", help="send only what the last run did not deliver")
+    imp.add_argument("--state", metavar="PATH", help="the run's state file (default: FILE.import-state.json)")
     imp.add_argument("--plan", metavar="PLAN.json", help="refuse lines that break this tracking plan, as bad lines")
 
 
@@ -92,82 +91,6 @@ def _input_size(handle: BinaryIO) -> int | None:
         return max(info.st_size - handle.tell(), 0)
     except (OSError, ValueError):
         return None
-
-
-def _read_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes | None, int]]:
-    """Yield ``(line number, line, bytes read)``, one line at a time.
-
-    A line longer than :data:`_MAX_LINE_BYTES` is skipped without being held in
-    memory and yielded as None.
-    """
-    number = 0
-    while True:
-        line = handle.readline(_MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        number += 1
-        size = len(line)
-        if size > _MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while True:
-                rest = handle.readline(_MAX_LINE_BYTES)
-                size += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None, size
-            continue
-        yield number, line, size
-
-
-def _line_record(line: bytes | None, number: int) -> dict[str, Any] | None:
-    """Decode one line to a JSON object; None for a blank line.
-
-    Raises :class:`_BadLineError` saying why the line is not one.
-    """
-    if line is None:
-        raise _BadLineError(f"longer than {_MAX_LINE_BYTES:,} bytes; a message is at most 32 KB")
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _BadLineError(f"not valid UTF-8 (byte {exc.start + 1})") from None
-    if number == 1:
-        text = text.removeprefix("\ufeff")
-    if not text.strip():
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError as exc:
-        raise _BadLineError(f"not valid JSON ({exc})") from None
-    except RecursionError:
-        raise _BadLineError("nested too deep to read") from None
-    if not isinstance(record, dict):
-        raise _BadLineError(f"not a JSON object but {type(record).__name__}")
-    return record
-
-
-def _line_call(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Map one message in wire names to ``(call, keyword arguments)``.
-
-    Raises :class:`_BadLineError` saying why it cannot be a call.
-    """
-    call = record.get("type")
-    if not isinstance(call, str) or call not in CALL_ARGS:
-        raise _BadLineError(f"type {call!r} is not one of {', '.join(CALLS)}")
-    allowed = CALL_ARGS[call]
-    kwargs: dict[str, Any] = {}
-    for key, value in record.items():
-        if key == "type" or key in _IGNORED_FIELDS:
-            continue
-        name = _WIRE_NAMES.get(key)
-        if name is None or name not in allowed:
-            raise _BadLineError(f"field {key!r} does not belong in a {call} message")
-        kwargs[name] = value
-    timestamp = kwargs.get("timestamp")
-    if isinstance(timestamp, str):
-        try:
-            kwargs["timestamp"] = parse_timestamp(timestamp)
-        except ValueError as exc:
-            raise _BadLineError(f"timestamp: {exc}") from None
-    return call, kwargs
 
 
 class _Progress:
@@ -226,6 +149,8 @@ class _Progress:
 
 def run_import(args: argparse.Namespace) -> int:
     """Send the lines of ``args.file``; return the exit status."""
+    if args.jobs is not None or args.seed is not None or args.resume or args.state is not None:
+        return run_import_jobs(args, make_client, _Progress)
     source = _open_input(args.file)
     try:
         # Around the summary too: after a first signal, a second one must not cut it short.
