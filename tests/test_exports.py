@@ -41,6 +41,8 @@ SUPPORTED = {
     "simple_segment.integrations.asgi": ["SegmentMiddleware"],
     "simple_segment.integrations.django": ["SegmentMiddleware"],
     "simple_segment.integrations.flask": ["init_app"],
+    "simple_segment.integrations.dask": ["send"],
+    "simple_segment.backfill": ["BackfillSummary", "InvalidRow", "PartitionSummary", "send_partition"],
 }
 
 
