@@ -304,3 +304,17 @@ def test_a_refused_tunnel_names_its_status() -> None:
         "simple_segment/_transport/_httpclient.py cannot tell a 407 from a network failure"
     )
     assert tunnel_refusal(OSError("Connection refused")) is None
+
+
+def test_a_connection_pickles_as_its_description() -> None:
+    """An error's cause may hold its connection (urllib3 2.0's NewConnectionError): pickling it must not fail."""
+    import pickle
+
+    from urllib3.connection import HTTPConnection
+
+    from simple_segment._transport._httpclient import with_deadline
+
+    connection = with_deadline(HTTPConnection)("127.0.0.1", 9)
+    restored = pickle.loads(pickle.dumps(connection))
+    assert isinstance(restored, str)
+    assert "DeadlineHTTPConnection" in restored

@@ -272,6 +272,12 @@ class _OurConnection:
     _hold_next = False
     _held: bytes | None = None
     sock: socket.socket | None
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        # urllib3 2.0's NewConnectionError holds its connection; an error of ours pickled with
+        # its cause (tblib, which Dask installs, does that) then pickles the connection, whose
+        # class is made at run time: it goes as its description instead.
+        return (str, (repr(self),))
     response_class = _InterimSkippingResponse
 
     def _new_conn(self) -> socket.socket:
