@@ -8,9 +8,11 @@ of them fails here by name, not somewhere deep in a delivery test.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import socket
 import ssl
+import warnings
 from typing import Any
 
 import pytest
@@ -304,6 +306,15 @@ def test_a_refused_tunnel_names_its_status() -> None:
         "simple_segment/_transport/_httpclient.py cannot tell a 407 from a network failure"
     )
     assert tunnel_refusal(OSError("Connection refused")) is None
+    assert hasattr(HTTPConnection, "_tunnel"), (
+        "urllib3's HTTPConnection has no _tunnel any more: _OurConnection._tunnel in "
+        "simple_segment/_transport/_httpclient.py no longer closes the reader of a refused tunnel"
+    )
+    del info, conn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], "a refused tunnel left its socket open"
 
 
 def test_a_connection_pickles_as_its_description() -> None:

@@ -131,7 +131,7 @@ def test_an_interrupted_run_resumes_without_duplicates(
 ) -> None:
     """Ctrl-C (SIGINT to the group), or SIGTERM to the command alone, mid-run saves the state; --resume completes."""
     path = write_lines(tmp_path / "events.jsonl", 12000)
-    fake_segment.respond_with(200, delay=1.0, times=6)  # slow answers: the run is still going when stopped
+    fake_segment.respond_with(200, delay=1.0, times=16)  # every answer slow: the run is still going when stopped
     process = subprocess.Popen(
         command(fake_segment, path, "--jobs", "2"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(), start_new_session=True,

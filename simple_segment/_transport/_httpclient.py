@@ -313,6 +313,18 @@ class _OurConnection:
                 super().send(held)  # type: ignore[misc]
         super().send(data)  # type: ignore[misc]
 
+    def _tunnel(self) -> None:
+        # http.client's _tunnel (which urllib3 2.0 uses; later urllib3 has its own copy) reads
+        # the proxy's refusal through a reader it never closes: the socket's descriptor would
+        # then stay open until the garbage collector finds the reader.
+        sock = self.sock
+        try:
+            super()._tunnel()  # type: ignore[misc]
+        except BaseException:
+            if sock is not None:
+                _close_reader(sock)
+            raise
+
     def getresponse(self) -> Any:  # noqa: ANN401 - urllib3's own
         held, self._hold_next, self._held = self._held, False, None
         if held is not None:  # a request without a body: its headers go now
