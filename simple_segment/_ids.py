@@ -38,27 +38,39 @@ class _Scope:
         self.counter: itertools.count[int] = itertools.count() if same is None else same.counter  # next() is atomic
         self.forks: itertools.count[int] = itertools.count() if same is None else same.forks
 
-    def after_fork(self, fork: int) -> None:
+    def after_fork(self, forks: dict[int, int]) -> None:
         # In a forked child: this block and every block around it go on under a seed of their
-        # own, so parent and child never mint one id for two events; the n-th fork of a block
-        # gets the same seed on every run, so a re-run child repeats its own ids.
+        # own (the number of this fork of each block, drawn in the parent), so parent and child
+        # never mint one id for two events, and a re-run that forks in the same order repeats
+        # the child's ids.  Blocks that shared a count (the same seed, nested) still share one.
+        renewed: dict[int, tuple[itertools.count[int], itertools.count[int]]] = {}
         scope: _Scope | None = self
         while scope is not None:
-            scope.seed = f"{scope.seed}:fork{fork}"
-            scope.counter = itertools.count()
-            scope.forks = itertools.count()
+            key = id(scope.forks)
+            if key not in renewed:
+                renewed[key] = (itertools.count(), itertools.count())
+            scope.seed = f"{scope.seed}:fork{forks[key]}"
+            scope.counter, scope.forks = renewed[key]
             scope = scope.parent
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("simple_segment_stable_ids", default=None)
-_forking: list[tuple[_Scope, int]] = []
-"""The forking thread's open block and the fork's number, from before the fork to after it."""
+_forking: list[tuple[_Scope, dict[int, int]]] = []
+"""The forking thread's open block and the fork's number in each block around it, from before the fork to after it."""
 
 
 def _before_fork() -> None:
     scope = _scope.get()
-    if scope is not None:
-        _forking.append((scope, next(scope.forks)))
+    if scope is None:
+        return
+    forks: dict[int, int] = {}
+    node: _Scope | None = scope
+    while node is not None:  # one number per count: blocks sharing a seed share their forks too
+        key = id(node.forks)
+        if key not in forks:
+            forks[key] = next(node.forks)
+        node = node.parent
+    _forking.append((scope, forks))
 
 
 def _after_fork_in_parent() -> None:
@@ -68,8 +80,8 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _random.seed()  # a forked child must not repeat its parent's random ids
     if _forking:
-        scope, fork = _forking.pop()
-        scope.after_fork(fork)
+        scope, forks = _forking.pop()
+        scope.after_fork(forks)
     _forking.clear()
 
 

@@ -247,3 +247,45 @@ def test_client_survives_fork(fake_segment: FakeSegment, quick_client: QuickClie
     client.close()
     events = [(m["userId"], m["event"]) for m in fake_segment.messages]
     assert sorted(events) == sorted([("parent", "Before Fork"), ("child", "In Child"), ("parent", "After Fork")])
+
+
+def test_a_fork_inside_a_nested_block_of_the_same_seed_keeps_one_count_in_the_child() -> None:
+    """The inner and outer block share a count; in the child they still do (no id minted twice)."""
+    client = Client("key", send=False)
+
+    def one() -> str:
+        return str(client.track("u", "E")[1]["messageId"])
+
+    def child_work() -> list[str]:
+        inner = one()
+        scope = _ids._scope.get()
+        assert scope is not None
+        _ids._scope.set(scope.parent)  # as when the inner block ends in the child
+        return [inner, one()]
+
+    with stable_ids("A"), stable_ids("A"):
+        child = in_child(child_work)
+    assert isinstance(child, list)
+    assert len(set(child)) == 2
+
+
+def test_forks_from_two_inner_blocks_give_the_outer_block_two_seeds() -> None:
+    """Each fork draws its number from every block around it: two children never share the outer block's ids."""
+    client = Client("key", send=False)
+
+    def outer_id() -> list[str]:
+        scope = _ids._scope.get()
+        assert scope is not None
+        _ids._scope.set(scope.parent)  # leave the inner block, as its end would
+        return [str(client.track("u", "E")[1]["messageId"])]
+
+    with stable_ids("A"):
+        with stable_ids("B1"):
+            first = in_child(outer_id)
+        with stable_ids("B2"):
+            second = in_child(outer_id)
+    assert isinstance(first, list)
+    assert isinstance(second, list)
+    assert first != second
+    assert first == [str(uuid.uuid5(STABLE_IDS_NAMESPACE, "A:fork0:0"))]
+    assert second == [str(uuid.uuid5(STABLE_IDS_NAMESPACE, "A:fork1:0"))]
