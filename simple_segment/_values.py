@@ -202,6 +202,8 @@ def foreign_scalar(value: Any) -> Any:  # noqa: ANN401 - a numpy or pandas scala
         if value is not None and not isinstance(value, dt.datetime):
             raise _InvalidValueError("datetime64 is outside the range of a datetime")
         return value
+    if getattr(value, "ndim", 0):  # an array or a Series (a list column): a list, not its one item
+        return list(value)  # its items are numpy scalars again (NaN among them absent)
     item = getattr(value, "item", None)
     if item is None:
         return value

@@ -311,3 +311,33 @@ def test_keys_that_become_one_string_are_refused_not_dropped() -> None:
     with pytest.raises(ValidationError, match="collides"):
         client.track("u", "E", {1: "a", "1": "b"})
     assert client.track("u", "E", {Colour.RED: 1, "blue": 2})[1]["properties"] == {"red": 1, "blue": 2}
+
+
+def test_numpy_arrays_and_series_are_lists_whatever_their_length() -> None:
+    """A list column read through a DataFrame holds arrays: a one-item array stays a list of one."""
+    import numpy as np
+    import pandas as pd
+
+    client = Client("key", send=False)
+    _, msg = client.track(
+        "u",
+        "E",
+        {
+            "one": np.array([5]),
+            "grid": np.array([[1, 2], [3, 4]]),
+            "series": pd.Series([7, 8]),
+            "gaps": np.array([np.nan, 1.5]),
+            "names": np.array(["x", "y"]),
+            "empty": np.array([]),
+        },
+    )
+    assert msg["properties"] == {
+        "one": [5],
+        "grid": [[1, 2], [3, 4]],
+        "series": [7, 8],
+        "gaps": [None, 1.5],
+        "names": ["x", "y"],
+        "empty": [],
+    }
+    with pytest.raises(ValidationError, match="user_id"):
+        client.track(np.array([1]), "E")
