@@ -182,7 +182,7 @@ FOREIGN = ("numpy", "pandas")
 """Modules whose scalars are converted by :func:`foreign_scalar` (neither is imported)."""
 
 
-def foreign_scalar(value: Any) -> Any:  # noqa: ANN401 - a numpy or pandas scalar
+def foreign_scalar(value: Any) -> Any:  # noqa: ANN401, PLR0911 - a numpy or pandas value; one return per kind
     """Return a numpy or pandas scalar as the Python value it stands for; None for a missing one.
 
     These are the values a DataFrame hands over: numpy integers, floats and bools
