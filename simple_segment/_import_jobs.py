@@ -13,9 +13,8 @@ part, how far every line was done (delivered, or reported bad): written about on
 second and when the run ends, so a run that was interrupted or killed is at most a
 second behind.  ``--resume`` reads it and sends only the rest, with the same ids; it
 refuses a file whose size or time changed, or another seed.
-
-The CLI calls :func:`run_import_jobs` with its parsed arguments, its client factory
-and its progress bar class; nothing here imports the CLI.
+The CLI calls :func:`run_import_jobs` (with its arguments, client factory and progress
+bar class); nothing here imports the CLI.
 """
 
 from __future__ import annotations
@@ -248,6 +247,7 @@ def _work(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one loop, its counters and
 def _worker_main(*arguments: Any) -> None:  # noqa: ANN401 - _work's arguments, with a queue for report
     """Run :func:`_work` in a worker process, reporting into the queue given last."""
     index, path, pieces, seed, args, make_client, queue = arguments
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     _work(index, path, pieces, seed, args, make_client, queue.put)
 
 
@@ -384,10 +384,12 @@ def _sigterm_interrupts(run: _Run) -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignored
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _drive(  # noqa: C901, PLR0913 - the run's parts, handed on; the wait and its endings
