@@ -32,6 +32,7 @@ Since: 0.2.0
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import Iterable
 from typing import Any
@@ -147,11 +148,26 @@ def send_partition(
     ``client_options`` (``gzip``, ``timeout``, ``max_retries``...; an ``on_error``
     given there is called too) and closed at the end.
 
+    It runs in a context of its own: a :func:`~simple_segment.scope` (or
+    ``stable_ids`` block) around the call neither adds its context nor holds the
+    partition's messages, so the summary says what was delivered.
+
     Raises :class:`~simple_segment.ConfigurationError` for bad client options.  A
     failed request or a bad row does not raise: see :class:`PartitionSummary`.
 
     Since: 0.2.0
     """
+    return contextvars.Context().run(_send, rows, write_key, host, seed, partition, client_options)
+
+
+def _send(  # noqa: PLR0913 - send_partition's arguments, passed through Context.run
+    rows: Iterable[object],
+    write_key: str,
+    host: str | None,
+    seed: str | int,
+    partition: int,
+    client_options: dict[str, Any],
+) -> PartitionSummary:
     failed: list[str] = []
     invalid: list[InvalidRow] = []
     their_on_error = client_options.pop("on_error", None)

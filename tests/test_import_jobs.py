@@ -220,6 +220,22 @@ def test_send_partition_reports_instead_of_raising(fake_segment: FakeSegment) ->
     assert [m["messageId"] for m in fake_segment.messages] == expected
 
 
+def test_send_partition_inside_a_deferring_scope_still_delivers_and_reports(fake_segment: FakeSegment) -> None:
+    """A scope around the call neither holds the partition's messages nor adds its context: the summary is true."""
+    import simple_segment
+    from simple_segment.backfill import send_partition
+
+    rows = [{"type": "track", "userId": f"p{i}", "event": "E"} for i in range(3)]
+    with simple_segment.scope(context={"ip": "1.2.3.4"}, defer=True), simple_segment.stable_ids("outer"):
+        summary = send_partition(rows, write_key=WRITE_KEY, host=fake_segment.url, seed="s", partition=1)
+        assert (summary.messages, summary.requests) == (3, 1)
+        assert len(fake_segment.messages) == 3  # delivered before the scope ends
+    assert all("ip" not in m["context"] for m in fake_segment.messages)
+    assert [m["messageId"] for m in fake_segment.messages] == [
+        str(uuid.uuid5(STABLE_IDS_NAMESPACE, f"s:1:{n}")) for n in range(3)
+    ]
+
+
 def test_split_cuts_at_line_starts_and_numbers_lines(tmp_path: Path) -> None:
     """The parts cover the file without gap or overlap, start at line starts and know their first line."""
     import itertools
