@@ -199,6 +199,7 @@ class Scope:
             return
         # The block's own exception propagates; what it made before is still delivered
         # (each call returned (True, msg)), and a failure of that can only be logged.
+        held = pending.message_ids()
         try:
             pending.deliver()
         except BatchDeliveryError as error:
@@ -207,6 +208,13 @@ class Scope:
                 len(error.unsent),
                 error,
                 ", ".join(str(msg.get("messageId")) for msg in error.unsent),
+            )
+        except Exception:  # an on_error that raised, say: it must not replace the block's exception
+            log.exception(
+                "deferred delivery failed after the block raised; of these %d messages some may not be "
+                "delivered: %s",
+                len(held),
+                ", ".join(held),
             )
 
     def detach(self) -> Pending:

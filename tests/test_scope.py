@@ -625,3 +625,22 @@ def test_a_batch_opened_outside_a_deferring_scope_sends_itself(fake_segment: Fak
             client.track("u", "Held")
         assert [m["event"] for m in fake_segment.messages] == ["Held", "Batched"]
     assert all(m["context"]["ip"] == "5.5.5.5" for m in fake_segment.messages)
+
+
+def test_an_on_error_that_raises_does_not_replace_the_blocks_exception(
+    fake_segment: FakeSegment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The block raised and delivering its held messages failed in the caller's on_error: the block's error wins."""
+
+    def on_error(_exc: Exception, _messages: list[Any]) -> None:
+        raise RuntimeError("on_error itself failed")
+
+    fake_segment.respond_with(400, times=1)
+    client = Client(WRITE_KEY, host=fake_segment.url, max_retries=0, on_error=on_error)
+    with caplog.at_level(logging.ERROR, logger="simple_segment"):
+        with pytest.raises(LookupError, match="the block's own"):
+            with simple_segment.scope(defer=True):
+                _, msg = client.track("u", "E")
+                raise LookupError("the block's own")
+    assert msg["messageId"] in caplog.text
+    assert "after the block raised" in caplog.text

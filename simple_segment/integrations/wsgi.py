@@ -169,6 +169,7 @@ def deliver_pending(pending: simple_segment.Pending) -> None:
     """
     if not pending:
         return
+    held = pending.message_ids()
     try:
         pending.deliver()
     except BatchDeliveryError as error:
@@ -179,8 +180,12 @@ def deliver_pending(pending: simple_segment.Pending) -> None:
             error,
             ", ".join(ids),
         )
-    except Exception:
-        log.exception("delivery after the response failed unexpectedly")
+    except Exception:  # an on_error that raised, say: still said, with what was held
+        log.exception(
+            "delivery after the response failed unexpectedly; of these %d messages some may not be delivered: %s",
+            len(held),
+            ", ".join(held),
+        )
 
 
 class SegmentMiddleware:
