@@ -108,15 +108,19 @@ def _check(plan: TrackingPlan, path: str, out: IO[str]) -> int:
         if source is not sys.stdin.buffer:
             source.close()
     total = sum(by_rule.values())
-    summary = f"{messages} messages, {failing} with violations ({total} violations)"
+    summary = f"{_count(messages, 'message')}, {failing} with violations ({_count(total, 'violation')})"
     if by_rule:
         summary += "; by rule: " + ", ".join(f"{rule}: {count}" for rule, count in sorted(by_rule.items()))
     if unreadable:
-        summary += f"; {unreadable} unreadable lines"
+        summary += f"; {_count(unreadable, 'unreadable line')}"
     out.write(summary + "\n")
     if unreadable:
         return EXIT_UNREADABLE
     return EXIT_VIOLATIONS if total else EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _check_lines(plan: TrackingPlan, source: BinaryIO, out: IO[str]) -> tuple[Counter[str], int, int, int]:
