@@ -34,6 +34,8 @@ import simple_segment
 from simple_segment._ids import STABLE_IDS_NAMESPACE
 from simple_segment.backfill import BackfillSummary, InvalidRow
 
+pytestmark = pytest.mark.realservice  # tox runs these in one env: see tox.ini
+
 try:
     import dask
     import dask.bag as db

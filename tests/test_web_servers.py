@@ -30,6 +30,8 @@ from typing import Any
 import pytest
 import requests
 
+pytestmark = pytest.mark.realservice  # tox runs these in one env: see tox.ini
+
 APPS = Path(__file__).resolve().parent / "web_apps"
 WRITE_KEY = "test-write-key"
 WAIT = 20.0  # seconds: the longest any one wait may take

@@ -44,6 +44,8 @@ from rq.job import Job, JobStatus
 import simple_segment
 from simple_segment._ids import STABLE_IDS_NAMESPACE
 
+pytestmark = pytest.mark.realservice  # tox runs these in one env: see tox.ini
+
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
 HELPERS = HERE / "workers"
