@@ -454,3 +454,17 @@ def test_connection_refused_is_retried_with_backoff(script: Script) -> None:
     assert info.value.attempts == 3
     assert len(clock.waits) == 2
     assert info.value.retryable
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_zero_is_retried_after_the_backoff(script: Script, status: int) -> None:
+    """Retry-After: 0 is retried, after the ordinary backoff: urllib3 reads a zero wait as no header.
+
+    Not at once (a server answering 429 with 0 would get a tight loop) and not given up on.
+    """
+    script.respond_with(status, headers={"Retry-After": "0"})
+    clock = FakeClock()
+    assert post(script, clock, backoff_factor=0.5)[0] is True
+    assert len(script.requests) == 2
+    (wait,) = clock.waits
+    assert 0.5 <= wait <= 1.0

@@ -311,3 +311,29 @@ def test_keys_that_become_one_string_are_refused_not_dropped() -> None:
     with pytest.raises(ValidationError, match="collides"):
         client.track("u", "E", {1: "a", "1": "b"})
     assert client.track("u", "E", {Colour.RED: 1, "blue": 2})[1]["properties"] == {"red": 1, "blue": 2}
+
+
+def test_size_limit_is_exactly_32768_bytes() -> None:
+    """A message whose encoding is exactly 32,768 bytes is sent; one byte more is refused and nothing is posted."""
+    from simple_segment.testing import MockTransport
+
+    transport = MockTransport(lambda _request: 200)
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, max_retries=0)
+    fixed = {"message_id": "boundary", "timestamp": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)}
+
+    def sent_bytes(pad: int) -> bytes:
+        transport.requests.clear()
+        assert client.track("u", "E", {"pad": "x" * pad}, **fixed)[0] is True
+        (request,) = transport.requests
+        body = request.content  # {"batch":[<the message>],"sentAt":"...","writeKey":"..."}
+        return body[len(b'{"batch":[') : body.rindex(b'],"sentAt":"')]
+
+    room = 32_768 - len(sent_bytes(0))
+    exact = sent_bytes(room)
+    assert len(exact) == 32_768
+    assert json.loads(exact)["properties"]["pad"] == "x" * room
+    transport.requests.clear()
+    with pytest.raises(MessageTooLargeError) as info:
+        client.track("u", "E", {"pad": "x" * (room + 1)}, **fixed)
+    assert (info.value.size, info.value.limit) == (32_769, 32_768)
+    assert transport.requests == []
