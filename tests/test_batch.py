@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import gzip
 import json
@@ -331,3 +332,31 @@ def test_failing_block_keeps_unsent_messages_as_bytes() -> None:
     assert [m["messageId"] for m in error.unsent[:2]] == ["id-0", "id-1"]
     assert error.__cause__ is not None
     assert error.__cause__.messages == error.unsent[: len(error.__cause__.messages)]
+
+
+def test_a_request_of_exactly_500000_bytes_is_one_request() -> None:
+    """Messages filling a body of exactly 500,000 bytes go in one request; one byte more makes two."""
+    transport = MockTransport(lambda _request: 200)
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, max_retries=0)
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+    def send(pads: list[int]) -> list[int]:
+        transport.requests.clear()
+        with client.batch() as batch:
+            for i, pad in enumerate(pads):
+                batch.track("u", "E", {"pad": "x" * pad}, message_id=f"id-{i:02}", timestamp=when)
+        return [len(request.content) for request in transport.requests]
+
+    (alone,) = send([0])
+    (pair,) = send([0, 0])
+    base = pair - alone - 1  # one message with an empty pad (pair = overhead + 2 * base + a comma)
+    overhead = alone - base
+    count = 16
+    room = 500_000 - overhead - (count - 1) - count * base  # pad bytes that make the body 500,000 exactly
+    pads = [room // count] * (count - 1) + [room - (room // count) * (count - 1)]
+    assert max(pads) + base <= 32_768
+    assert send(pads) == [500_000]
+    pads[-1] += 1
+    sizes = send(pads)
+    assert len(sizes) == 2
+    assert all(size <= 500_000 for size in sizes)

@@ -337,3 +337,20 @@ def test_size_limit_is_exactly_32768_bytes() -> None:
         client.track("u", "E", {"pad": "x" * (room + 1)}, **fixed)
     assert (info.value.size, info.value.limit) == (32_769, 32_768)
     assert transport.requests == []
+
+
+@pytest.mark.parametrize(
+    ("properties", "field", "reason"),
+    [
+        ({"a": float("nan")}, "properties.a", "nan is not a valid JSON number"),
+        ({"a": {"k": float("-inf")}}, "properties.a.k", "-inf is not a valid JSON number"),
+        ({"a": {"b": 10**5000}}, "properties.a.b", "an int of 16610 bits has too many digits to send"),
+        ({"a": ["x", "\ud800"]}, "properties.a[1]", "text is not valid Unicode (lone surrogate)"),
+        ({"a": {"\ud800": 1}}, "properties.a['\\ud800']", "text is not valid Unicode (lone surrogate)"),
+    ],
+)
+def test_values_the_encoder_refuses_name_the_path_and_the_rule(properties: dict, field: str, reason: str) -> None:
+    """What JSON cannot carry is a ValidationError naming the value's path (a key's too) and why."""
+    with pytest.raises(ValidationError) as info:
+        Client(WRITE_KEY, send=False).track("u", "E", properties)
+    assert (info.value.field, info.value.reason) == (field, reason)
