@@ -468,3 +468,20 @@ def test_retry_after_zero_is_retried_after_the_backoff(script: Script, status: i
     assert len(script.requests) == 2
     (wait,) = clock.waits
     assert 0.5 <= wait <= 1.0
+
+
+def test_a_long_retry_after_is_read_as_urllib3_caps_it(script: Script) -> None:
+    """Retry-After: 86400 (a day) with the caps lifted: waited as urllib3 reads it, 6 hours where it caps, else a day."""
+    from urllib3.util import Retry
+
+    expected = min(86_400.0, float(getattr(Retry, "DEFAULT_RETRY_AFTER_MAX", 86_400)))
+    script.respond_with(429, headers={"Retry-After": "86400"})
+    clock = FakeClock()
+    caps = {"max_rate_limit_duration": 10**6, "max_total_backoff_duration": 10**6, "total_timeout": 10**6}
+    assert post(script, clock, **caps)[0] is True
+    assert clock.waits == [expected]
+    script.clear()
+    script.respond_with(429, headers={"Retry-After": "86400"})
+    with pytest.raises(RateLimitError) as info:
+        post(script, FakeClock())  # the defaults: a wait that long ends the call at once
+    assert info.value.retry_after == expected
