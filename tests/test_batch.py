@@ -340,9 +340,13 @@ def test_a_request_of_exactly_500000_bytes_is_one_request() -> None:
     client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, max_retries=0)
     when = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
-    def send(pads: list[int]) -> list[int]:
+    def send(pads: list[int], *, after_a_flush: bool = False) -> list[int]:
         transport.requests.clear()
         with client.batch() as batch:
+            if after_a_flush:  # the buffer's second request counts from zero too
+                batch.track("u", "E", {"pad": ""}, message_id="id-xx", timestamp=when)
+                batch.flush()
+                transport.requests.clear()
             for i, pad in enumerate(pads):
                 batch.track("u", "E", {"pad": "x" * pad}, message_id=f"id-{i:02}", timestamp=when)
         return [len(request.content) for request in transport.requests]
@@ -356,6 +360,7 @@ def test_a_request_of_exactly_500000_bytes_is_one_request() -> None:
     pads = [room // count] * (count - 1) + [room - (room // count) * (count - 1)]
     assert max(pads) + base <= 32_768
     assert send(pads) == [500_000]
+    assert send(pads, after_a_flush=True) == [500_000]
     pads[-1] += 1
     sizes = send(pads)
     assert len(sizes) == 2

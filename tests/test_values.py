@@ -354,3 +354,4 @@ def test_values_the_encoder_refuses_name_the_path_and_the_rule(properties: dict,
     with pytest.raises(ValidationError) as info:
         Client(WRITE_KEY, send=False).track("u", "E", properties)
     assert (info.value.field, info.value.reason) == (field, reason)
+    assert isinstance(info.value.__cause__, ValueError)  # the encoder's own complaint, kept for the traceback
