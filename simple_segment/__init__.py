@@ -30,7 +30,7 @@ from ._batch import Batch
 from ._calls import Result, forward
 from ._ids import stable_ids
 from ._messages import Id, Message, Properties
-from ._options import BeforeSend, BeforeSendHooks, OnError, Options, Timeout
+from ._options import BeforeSend, BeforeSendHooks, OnError, OnViolation, Options, Timeout
 from ._scope import Pending, Scope, scope
 from ._version import VERSION
 from .client import Client
@@ -41,6 +41,7 @@ from .errors import (
     DeliveryError,
     MessageTooLargeError,
     NetworkError,
+    PlanViolationError,
     RateLimitError,
     RetryableBatchDeliveryError,
     RetryableError,
@@ -50,6 +51,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from .plan import TrackingPlan
 
 __version__ = VERSION
 
@@ -69,6 +71,7 @@ __all__ = [
     "OnError",
     "Options",
     "Pending",
+    "PlanViolationError",
     "Properties",
     "RateLimitError",
     "Result",
@@ -124,6 +127,8 @@ total_timeout: float | None = None
 backoff_factor: float = Options.backoff_factor
 verify: bool | str = Options.verify
 before_send: BeforeSendHooks = Options.before_send
+tracking_plan: TrackingPlan | str | None = Options.tracking_plan
+on_violation: OnViolation = Options.on_violation
 
 _SETTINGS = _options.names()
 """Every option is a module setting of the same name."""

@@ -35,6 +35,7 @@ from .errors import (
     RetryableError,
     ValidationError,
 )
+from .plan import _gate
 
 __all__ = ["Delivery", "Outbox", "Outcome", "Preview", "intercept"]
 
@@ -110,9 +111,9 @@ _FAILED = Outcome(ok=False)
 class Delivery:
     """Prepares and delivers messages for one client; shared by its calls and batches."""
 
-    __slots__ = ("_envelope", "_hooks", "_on_error", "_send", "_transport")
+    __slots__ = ("_envelope", "_hooks", "_on_error", "_plan_gate", "_send", "_transport")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, one per part of the path
         self,
         *,
         envelope: Envelope,
@@ -120,7 +121,10 @@ class Delivery:
         send: bool,
         on_error: OnError | None,
         before_send: BeforeSendHooks,
+        plan_gate: Callable[[Message], Message | None] | None = None,
     ) -> None:
+        self._plan_gate = plan_gate
+        """The tracking plan's check (``simple_segment.plan.PlanGate``), or None."""
         self._envelope = envelope
         self._transport = transport
         self._send = send
@@ -132,11 +136,14 @@ class Delivery:
         return self._envelope.buffer()
 
     def prepare(self, msg: Message) -> tuple[Message, bytes | None]:
-        """Merge the scope's defaults, run the hooks and serialize; return the message and its bytes.
+        """Merge the scope's defaults, run the hooks, check the plan and serialize; return the message and its bytes.
 
-        The bytes are None when a ``before_send`` hook dropped the message (the message
-        is then the one that hook was given).  Raises :class:`~simple_segment.ValidationError`
-        for a message that cannot be sent (also one a hook returned) and whatever a hook
+        The bytes are None when a ``before_send`` hook or the tracking plan
+        (``on_violation="drop"``) dropped the message (the message is then the one the
+        hook was given, or the one checked).  Raises :class:`~simple_segment.ValidationError`
+        for a message that cannot be sent (also one a hook returned),
+        :class:`~simple_segment.PlanViolationError` for one that breaks the plan
+        (``on_violation="raise"``) and whatever a hook
         itself raises.
         """
         scope = current_scope()
@@ -149,7 +156,6 @@ class Delivery:
                 log.debug("%s dropped %s", name, msg.get("messageId"))
                 return msg, None
             msg = _messages.check(changed, name)
-        # (The tracking plan's check goes here: after the hooks, before encoding.)
         if name is None:
             data = encode_message(msg)
         else:
@@ -159,6 +165,11 @@ class Delivery:
                 raise
             except ValidationError as exc:
                 raise ValidationError(f"{name}.{exc.field}", exc.reason) from exc.__cause__
+        for watch in _gate.watchers:  # the pytest plugin's segment_plan: it records, changes nothing
+            watch(msg)
+        gate = self._plan_gate  # the tracking plan checks the message as it would be sent
+        if gate is not None and gate(msg) is None:
+            return msg, None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sending %s", msg)
         return msg, data

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -61,6 +62,9 @@ DEFAULT_REFRESH = 60.0
 """Seconds a token is kept when its answer gives no usable ``expires_in``."""
 DEFAULT_RATE_LIMIT_WAIT = 5.0
 """Seconds waited after a 429 without a usable ``X-RateLimit-Reset`` (as the official client)."""
+
+_HEADER_SAFE = re.compile(r"[!-~]+")
+"""What an access token may hold: visible ASCII (RFC 6750's b64token and more), nothing a header cannot carry."""
 
 _live: weakref.WeakSet[TokenSource] = weakref.WeakSet()
 
@@ -122,12 +126,22 @@ class TokenSource:
     # -- the Authorization seam of the transport -------------------------------------------
 
     def header(self, deadline: float) -> str:
-        """Return ``Bearer <token>``, fetching a token first if none is fresh (before ``deadline``)."""
-        with self._lock:
+        """Return ``Bearer <token>``, fetching a token first if none is fresh (before ``deadline``).
+
+        Waiting for another thread's token request ends at ``deadline`` too: raises
+        :class:`NetworkError` (retryable) when it does.
+        """
+        wait = max(0.0, deadline - self._clock.monotonic())
+        if not self._lock.acquire(timeout=min(wait, threading.TIMEOUT_MAX)):
+            reason = f"POST {self.url}: total_timeout ran out waiting for another thread's token request"
+            raise NetworkError(reason, attempts=0)
+        try:
             if self._token is None or self._clock.monotonic() >= self._refresh_at:
                 self._token = None
                 retrying(self._attempt, self.url, deadline, self._limits, at_once=2)
             return f"Bearer {self._token}"
+        finally:
+            self._lock.release()
 
     def rejected(self, header: str) -> None:
         """Drop the cached token if ``header`` carried it: the tracking API refused it.
@@ -180,8 +194,11 @@ class TokenSource:
     def _accept(self, answer: Answer, attempts: int) -> bool | Failure:
         payload = _json(answer.text)
         token = payload.get("access_token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not token:
-            error = ServerError(200, "invalid_token_response", "the answer has no access_token", attempts=attempts)
+        if not isinstance(token, str) or not token or not _HEADER_SAFE.fullmatch(token):
+            # A token that cannot go in a header (a newline, a space) would be echoed by
+            # http.client's "Invalid header value" error: it is refused unseen.
+            reason = "the answer has no access_token" if not token else "its access_token cannot be sent in a header"
+            error = ServerError(200, "invalid_token_response", reason, attempts=attempts)
             return Failure(error, response=answer.response)
         lifetime = _seconds(payload.get("expires_in")) if isinstance(payload, dict) else None
         self._token = token

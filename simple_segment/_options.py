@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigurationError
+from .plan import OnViolation, TrackingPlan
 
 if TYPE_CHECKING:
     from ._messages import Message
 
-__all__ = ["DEFAULT_HOST", "BeforeSend", "BeforeSendHooks", "OnError", "Options", "Timeout"]
+__all__ = ["DEFAULT_HOST", "BeforeSend", "BeforeSendHooks", "OnError", "OnViolation", "Options", "Timeout"]
 
 log = logging.getLogger("simple_segment")
 
@@ -96,6 +98,8 @@ class Options:
     backoff_factor: float = 0.5
     verify: bool | str = True
     before_send: BeforeSendHooks = None
+    tracking_plan: TrackingPlan | None = None
+    on_violation: OnViolation = "raise"
 
     def __post_init__(self) -> None:
         checked = {
@@ -112,6 +116,8 @@ class Options:
             "proxies": _proxies(self.proxies),
             "verify": _verify(self.verify),
             "oauth_auth_server": normalize_host(self.oauth_auth_server, "oauth_auth_server"),
+            "tracking_plan": _tracking_plan(self.tracking_plan),
+            "on_violation": _on_violation(self.on_violation),
         }
         for name in ("debug", "send", "gzip", "sync_mode"):
             checked[name] = _flag(name, getattr(self, name))
@@ -377,3 +383,23 @@ def _verify(value: object) -> bool | str:
             raise ConfigurationError("verify", f"the CA bundle {value!r} does not exist")
         return value
     raise ConfigurationError("verify", "must be True, False or the path of a CA bundle (a file or a folder)")
+
+
+def _tracking_plan(value: object) -> TrackingPlan | None:
+    # A path is loaded here, so `simple_segment.tracking_plan = "plan.json"` works as a setting.
+    if value is None or isinstance(value, TrackingPlan):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return TrackingPlan.load(value)
+    raise ConfigurationError(
+        "tracking_plan", "must be a simple_segment.plan.TrackingPlan (from TrackingPlan.load), a path, or None"
+    )
+
+
+_ON_VIOLATION = ("raise", "drop", "warn", "send")
+
+
+def _on_violation(value: object) -> OnViolation:
+    if value not in _ON_VIOLATION:
+        raise ConfigurationError("on_violation", f"must be one of {', '.join(map(repr, _ON_VIOLATION))}, not {value!r}")
+    return value  # type: ignore[return-value]

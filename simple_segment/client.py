@@ -10,11 +10,13 @@ from ._calls import Calls, Result
 from ._delivery import Delivery
 from ._messages import Message, Properties
 from ._oauth import TokenSource
-from ._options import BeforeSendHooks, OnError, Options, Timeout, given
+from ._options import BeforeSendHooks, OnError, OnViolation, Options, Timeout, given
 from ._transport import HTTPTransport, SystemClock, Transport, without_traceback
 from ._version import VERSION
 from ._wire import Envelope
 from .errors import ConfigurationError
+from .plan import TrackingPlan
+from .plan._gate import PlanGate
 
 __all__ = ["Client"]
 
@@ -62,6 +64,14 @@ class Client(Calls):
     below the retries, the deadline and the error mapping, which work as they do over
     the network; waits and deadlines use its clock.  It is not an option (not in
     :attr:`options`, not a module setting): proxies and ``verify`` do not apply to it.
+
+    ``tracking_plan`` (a :class:`simple_segment.plan.TrackingPlan`, or the path of
+    its JSON) checks every message as it would be sent, after ``before_send``;
+    ``on_violation`` says what a message that breaks it does: ``"raise"`` (the
+    default) raises :class:`~simple_segment.PlanViolationError` at the call, nothing
+    sent; ``"drop"`` sends nothing, the call returns ``(False, msg)``, and
+    :attr:`violations_dropped` counts it (logged at DEBUG); ``"warn"`` logs a WARNING
+    and sends; ``"send"`` does not check.
 
     ``verify`` is True (check TLS certificates), False, or the path of a CA bundle.
     Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and ``REQUESTS_CA_BUNDLE`` are
@@ -111,6 +121,8 @@ class Client(Calls):
         backoff_factor: float = _D.backoff_factor,
         verify: bool | str = _D.verify,
         before_send: BeforeSendHooks = _D.before_send,
+        tracking_plan: TrackingPlan | str | None = _D.tracking_plan,
+        on_violation: OnViolation = _D.on_violation,
         stub: bool = False,
         transport: HTTPTransport | None = None,
     ) -> None:
@@ -142,6 +154,8 @@ class Client(Calls):
                 backoff_factor=backoff_factor,
                 verify=verify,
                 before_send=before_send,
+                tracking_plan=tracking_plan,  # type: ignore[arg-type] # a path is loaded by Options
+                on_violation=on_violation,
             )
             clock = (transport.clock if transport is not None else None) or SystemClock()
             tokens = TokenSource(options, clock=clock, user_agent=USER_AGENT, seam=transport) if options.oauth else None
@@ -158,12 +172,15 @@ class Client(Calls):
             raise error.with_traceback(None) from without_traceback(error.__cause__)
         self._options = options
         self._transport = http
+        plan, mode = options.tracking_plan, options.on_violation
+        self._plan_gate = None if plan is None or mode == "send" else PlanGate(plan, mode)
         self._delivery = Delivery(
             envelope=Envelope(options.write_key or ""),
             transport=http,
             send=options.send,
             on_error=options.on_error,
             before_send=options.before_send,
+            plan_gate=self._plan_gate,
         )
         self._emit = self._delivery.emit  # type: ignore[method-assign]
         _configure_logging(options)
@@ -199,6 +216,31 @@ class Client(Calls):
     def before_send(self) -> BeforeSendHooks:
         """``before_send(msg)``, the tuple of hooks run in order when a list was given, or None."""
         return self._options.before_send
+
+    @property
+    def tracking_plan(self) -> TrackingPlan | None:
+        """The tracking plan messages are checked against, or None.
+
+        Since: 0.2.0
+        """
+        return self._options.tracking_plan
+
+    @property
+    def on_violation(self) -> OnViolation:
+        """What a message that breaks the plan does: raise, drop, warn or send.
+
+        Since: 0.2.0
+        """
+        return self._options.on_violation
+
+    @property
+    def violations_dropped(self) -> int:
+        """Messages not sent because they broke the plan (``on_violation="drop"``).
+
+        Since: 0.2.0
+        """
+        gate = self._plan_gate
+        return 0 if gate is None else gate.dropped
 
     @property
     def debug(self) -> bool:

@@ -5,7 +5,8 @@ Every error this library raises is a :class:`SegmentError`::
     SegmentError(Exception)
     ├── ValidationError(SegmentError, ValueError, AssertionError)   bad input, raised before any I/O
     │   ├── MessageTooLargeError(ValidationError, RuntimeError)     one message over 32 KB
-    │   └── ConfigurationError(ValidationError)                     bad write_key / host / option
+    │   ├── ConfigurationError(ValidationError)                     bad write_key / host / option
+    │   └── PlanViolationError(ValidationError)                     the message breaks the tracking plan
     ├── DeliveryError(SegmentError)                                 messages were not delivered
     │   ├── APIError(DeliveryError)                                 Segment answered non-2xx (permanent)
     │   │   ├── ServerError(APIError, RetryableError)               408 / retryable 5xx
@@ -47,6 +48,7 @@ __all__ = [
     "DeliveryError",
     "MessageTooLargeError",
     "NetworkError",
+    "PlanViolationError",
     "RateLimitError",
     "RetryableBatchDeliveryError",
     "RetryableError",
@@ -259,6 +261,35 @@ class MessageTooLargeError(ValidationError, RuntimeError):
 
 class ConfigurationError(ValidationError):
     """A client option is missing or invalid (write_key, host, timeout, ...)."""
+
+
+class PlanViolationError(ValidationError):
+    """A message breaks the client's tracking plan; nothing was sent for it.
+
+    ``violations`` lists every violation as ``(path, message, rule)`` tuples
+    (:class:`simple_segment.plan.Violation`); ``field`` and ``reason`` are the first
+    one's path and message; ``str()`` names every path.  Since: 0.2.0
+    """
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ("field", "reason", "violations")
+
+    def __init__(self, field: str, reason: str, violations: Sequence[Any] = ()) -> None:
+        Exception.__init__(self, field, reason, list(violations))
+
+    @property
+    def violations(self) -> list[Any]:
+        """Every violation, ``(path, message, rule)`` each (lists again after a JSON round trip)."""
+        violations: list[Any] = self._arg("violations")
+        return violations
+
+    @property
+    def paths(self) -> list[str]:
+        """The path of each violation, in order."""
+        return [str(violation[0]) for violation in self.violations] or [self.field]
+
+    def __str__(self) -> str:
+        listed = [f"{path}: {message} [{rule}]" for path, message, rule in self.violations]
+        return f"breaks the tracking plan: {'; '.join(listed) or f'{self.field}: {self.reason}'}"
 
 
 class DeliveryError(SegmentError):

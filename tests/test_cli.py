@@ -634,3 +634,159 @@ def test_import_reports_every_bad_line_and_delivers_the_rest(fake_segment: FakeS
             assert f"line {number}: " in errors
         assert "Traceback" not in errors
         assert [m["event"] for m in fake_segment.messages] == ["First", "Last"]
+
+
+# -- an interrupted import, and text from the server ------------------------------
+
+
+@pytest.mark.skipif(not POSIX, reason="signals to a child process are POSIX")
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_import_interrupted_mid_request_reports_it_and_how_to_resume(
+    fake_segment: FakeSegment, tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    """SIGINT or SIGTERM (what systemd and containers send) while a request is in flight: import exits
+    130 or 143 with an exact summary (the request in flight is "sent, outcome unknown", not "not sent")
+    and says from which line to resume and which lines lack a messageId."""
+    fake_segment.respond_with(200)  # the first request (about 2,400 lines: 500 KB) is delivered
+    fake_segment.respond_with(200, delay=60)  # the last one (the rest, up to line 2600) hangs until the signal
+    path = tmp_path / "events.jsonl"
+    with path.open("w") as out:
+        for number in range(1, 2601):
+            line = {"type": "track", "userId": "u", "event": "E"}
+            if number != 2590:
+                line["messageId"] = f"m-{number}"
+            out.write(json.dumps(line) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simple_segment", "import", str(path), *target(fake_segment),
+         "--timeout", "120", "--max-retries", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(),
+    )
+    try:
+        fake_segment.wait_for_requests(2, timeout=30)  # the second is recorded before its delay
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    out_text, err_text = stdout.decode(), stderr.decode()
+    assert proc.returncode == code, (out_text, err_text)
+    name = signal.Signals(signum).name
+    delivered = len(fake_segment.requests[0].batch)
+    assert 2000 < delivered < 2590
+    assert out_text.startswith(f"interrupted by {name} at line 2600: delivered {delivered} messages in 1 requests")
+    assert f"{2600 - delivered} sent, outcome unknown (the request in flight); 0 read but not sent" in out_text
+    assert "Traceback" not in err_text
+    assert "every line was read and handed to a request: only the request in flight is in doubt" in err_text
+    assert f"the request in flight held lines {delivered + 1}-2600" in err_text
+    assert f"to be sure none is lost, send again from line {delivered + 1}" in err_text
+    assert "1 of them have no messageId in the file" in err_text
+
+
+@pytest.mark.skipif(not POSIX, reason="signals to a child process are POSIX")
+def test_import_terminated_before_sending_counts_read_but_not_sent(fake_segment: FakeSegment) -> None:
+    """SIGTERM while import waits for more input: the lines read are "read but not sent" (no request was
+    in flight), nothing reaches the server, and the resume line is the first of them."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simple_segment", "import", "-", *target(fake_segment)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(),
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b'{"type": "track", "userId": "u", "event": "E"}\nnot json\n')
+        proc.stdin.flush()
+        # The bad line's report proves both lines were read; stdin stays open.
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith(b"line 2: not valid JSON")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    text = stdout.decode()
+    assert text.startswith("interrupted by SIGTERM at line 2: delivered 0 messages in 0 requests"), text
+    assert "1 bad lines, 0 failed; 0 sent, outcome unknown (the request in flight); 1 read but not sent" in text
+    assert "send the input again from line 1" in stderr.decode()
+    assert fake_segment.requests == []
+
+
+HOSTILE = {"success": False, "message": "bad\nforged line \x1b[31mred\u202e", "code": "invalid_request"}
+
+
+def test_server_text_is_one_line_with_controls_escaped(fake_segment: FakeSegment) -> None:
+    """A 400 whose message holds a newline, an ANSI escape and a bidi override is printed on one line,
+    each of them escaped (so the server can neither forge a line nor restyle the terminal)."""
+    fake_segment.respond_with(400, body=HOSTILE)
+    result = cli("track", "--user-id", "u", "--event", "E", *target(fake_segment))
+    assert result.returncode == 1
+    assert one_line(result.stderr), result.stderr
+    assert "\x1b" not in result.stderr
+    assert "\u202e" not in result.stderr
+    assert "bad\\nforged line \\x1b[31mred\\u202e" in result.stderr
+
+
+def test_import_error_reports_escape_server_text(fake_segment: FakeSegment) -> None:
+    """import's report of a failed request escapes the server's text the same way."""
+    fake_segment.respond_with(400, body=HOSTILE)
+    result = cli("import", "-", *target(fake_segment), stdin='{"type": "track", "userId": "u", "event": "E"}\n')
+    assert result.returncode == 1
+    assert one_line(result.stderr), result.stderr
+    assert "\x1b" not in result.stderr
+    assert "bad\\nforged line \\x1b[31mred\\u202e" in result.stderr
+
+
+def test_serve_keeps_the_newest_n_and_says_so() -> None:
+    """serve --help states the 1,000-message retention and --keep; --keep 2 keeps the newest two, which
+    GET /_messages pages through; a message's text is printed on one line with controls escaped."""
+    help_text = cli("serve", "--help").stdout
+    assert "last 1,000" in help_text
+    assert "--keep N" in help_text
+    assert cli("serve", "--keep", "0").returncode == 2
+    with serving("--keep", "2") as (proc, url, out, _):
+        with simple_segment.Client(WRITE_KEY, host=url, timeout=5) as client:
+            for n in range(3):
+                client.track("user-1", f"Event {n}\n\x1b[2Jforged")
+        printed = [out.until(f"Event {n}") for n in range(3)]
+        assert all("\\n\\x1b[2Jforged" in line and "\x1b" not in line for line in printed)
+        first = requests.get(f"{url}/_messages", params={"limit": 1}, timeout=5)
+        assert first.headers["X-Messages-Accepted"] == "3"
+        assert [json.loads(line)["event"] for line in first.text.splitlines()] == ["Event 1\n\x1b[2Jforged"]
+        rest = requests.get(f"{url}/_messages", params={"since": first.headers["X-Next-Since"]}, timeout=5)
+        assert [json.loads(line)["event"] for line in rest.text.splitlines()] == ["Event 2\n\x1b[2Jforged"]
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.skipif(not POSIX, reason="signals to a child process are POSIX")
+def test_import_terminated_while_the_first_request_is_in_flight(fake_segment: FakeSegment, tmp_path: Path) -> None:
+    """SIGTERM while the first full request is in flight (lines still to read): its lines are "sent,
+    outcome unknown", the line being read when it was sent is where to resume, with a tail command."""
+    fake_segment.respond_with(200, delay=60)
+    path = tmp_path / "with ids.jsonl"
+    path.write_text("".join(
+        json.dumps({"type": "track", "userId": "u", "event": "E", "messageId": f"m-{n}"}) + "\n" for n in range(5000)
+    ))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simple_segment", "import", str(path), *target(fake_segment), "--timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(),
+    )
+    try:
+        fake_segment.wait_for_requests(1, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    in_flight = len(fake_segment.requests[0].batch)
+    resume = in_flight + 1
+    out_text, err_text = stdout.decode(), stderr.decode()
+    assert out_text.startswith(f"interrupted by SIGTERM at line {resume}: delivered 0 messages in 0 requests")
+    assert f"{in_flight} sent, outcome unknown (the request in flight); 0 read but not sent" in out_text
+    quoted = f"'{path}'"
+    assert f"send {quoted} again from line {resume} (tail -n +{resume} {quoted} | simple-segment import -" in err_text
+    assert f"the request in flight held lines 1-{in_flight}" in err_text
+    assert "they all carry a messageId, so Segment de-duplicates any that arrived twice" in err_text

@@ -259,3 +259,113 @@ def private_key_pem() -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+# -- the deadline in every phase: several addresses, the TLS handshake, the sockets themselves ----
+
+
+@contextlib.contextmanager
+def black_holes(count: int, *, accept_after: float | None = None) -> Iterator[list[int]]:
+    """``count`` loopback ports whose connects hang: each listens with a full backlog and never accepts.
+
+    With ``accept_after``, each starts accepting (and then stays silent) after that many
+    seconds, so a connect made meanwhile succeeds on the client's SYN retry (about 1 s):
+    a slow TCP connect without leaving loopback.
+    """
+    listeners: list[socket.socket] = []
+    fillers: list[socket.socket] = []
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+    for _ in range(count):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        listeners.append(listener)
+        for _ in range(3):  # fill the accept queue: further SYNs are dropped, connects hang
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(listener.getsockname())
+            fillers.append(filler)
+
+    def accept(listener: socket.socket) -> None:
+        stop.wait(accept_after)
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    threads = [threading.Thread(target=accept, args=(listener,), daemon=True) for listener in listeners]
+    if accept_after is not None:
+        for thread in threads:
+            thread.start()
+    try:
+        time.sleep(0.05)  # the fillers' handshakes complete
+        yield [listener.getsockname()[1] for listener in listeners]
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(5)
+        for sock in fillers + accepted + listeners:
+            sock.close()
+
+
+def resolving_to(monkeypatch: pytest.MonkeyPatch, name: str, ports: list[int]) -> None:
+    """Make the OS resolver (``socket.getaddrinfo``) give ``name`` one loopback address per port, in order."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", p)) for p in ports]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_several_addresses_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name resolving to 3 black-holed addresses: a 2 s call (timeout=5) ends within 2.5 s, not 3 x 2 s."""
+    with black_holes(3) as ports:
+        resolving_to(monkeypatch, "segment.test", ports)
+        with Client(WRITE_KEY, host="http://segment.test", timeout=5, total_timeout=2, max_retries=0) as client:
+            started = time.monotonic()
+            with pytest.raises(NetworkError) as info:
+                client.track("u", "E")
+            elapsed = time.monotonic() - started
+    assert elapsed < 2.5, f"the call took {elapsed:.2f}s with total_timeout=2"
+    assert info.value.retryable
+
+
+def test_a_later_address_is_tried_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A black-holed first address uses its connect timeout, then the next address delivers in what is left."""
+    with black_holes(1) as ports, FaultServer() as server:
+        resolving_to(monkeypatch, "segment.test", [*ports, server.port])
+        options: dict[str, Any] = {"timeout": (0.5, 5), "total_timeout": 3, "max_retries": 0}
+        with Client(WRITE_KEY, host="http://segment.test", **options) as client:
+            assert client.track("u", "E")[0] is True
+    assert len(server.requests) == 1
+
+
+def test_the_tls_handshake_gets_what_the_connect_left() -> None:
+    """A TCP connect that takes about 1 s, then a server that never answers the TLS handshake:
+    a 2 s call (connect timeout 1.9) ends within 2.5 s: the handshake gets what is left, not 1.9 s more."""
+    with black_holes(1, accept_after=0.3) as (port,):
+        options: dict[str, Any] = {"timeout": (1.9, 5), "total_timeout": 2, "max_retries": 0}
+        with Client(WRITE_KEY, host=f"https://127.0.0.1:{port}", **options) as client:
+            started = time.monotonic()
+            with pytest.raises(NetworkError):
+                client.track("u", "E")
+            elapsed = time.monotonic() - started
+    assert elapsed < 2.5, f"the call took {elapsed:.2f}s with total_timeout=2"
+
+
+@pytest.mark.parametrize("part", ["status", "headers", "body"])
+def test_sockets_keep_the_deadline_not_their_own_timeout(part: str, quick_client: QuickClient) -> None:
+    """timeout=5, total_timeout=1 against an endless drip: the call ends within 1.5 s.
+
+    Every receive gets what is left of the call, not the socket's own (read) timeout:
+    with timeout=5 a drip of a byte every 0.1 s never trips a per-receive timeout.
+    """
+    status = 500 if part == "body" else 200
+    behaviour = drip(part, 0.1, status=status, endless=True, limit=ENDLESS)
+    result, error, elapsed = call_within_budget(quick_client, [behaviour], total_timeout=1, max_retries=0)
+    assert elapsed < 1.5, f"the call took {elapsed:.2f}s with total_timeout=1"
+    assert isinstance(error, RetryableError), describe(error) if error else result

@@ -30,6 +30,7 @@ from faults import (
     huge_body,
     malformed,
     ok,
+    raw,
     redirect,
     reset,
     respond,
@@ -411,3 +412,66 @@ def test_errors_survive_pickle(kind: str, quick_client: QuickClient) -> None:
     assert type(restored) is type(error)
     assert str(restored) == str(error)
     assert _json_equal(_attributes(restored, names), _attributes(error, names))
+
+
+# -- 1xx interim answers, and proxy URLs that cannot work -------------------------------------------
+
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+
+def _answer(status: int, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+@pytest.mark.parametrize("interim", [1, 3])
+def test_early_hints_are_not_the_answer(interim: int, quick_client: QuickClient) -> None:
+    """``103 Early Hints`` (once or several times) before a 200: the 200 is the answer, delivered."""
+    with FaultServer(default=raw(EARLY_HINTS * interim + _answer(200, b'{"success":true}'), name="103+200")) as server:
+        client = quick_client(server.url, max_retries=0)
+        result, error = outcome(lambda: send_one(client))
+        client.close()
+        assert len(server.requests) == 1
+    assert error is None, describe(error)
+    assert result[0] is True
+
+
+def test_early_hints_before_an_error_give_the_error(quick_client: QuickClient) -> None:
+    """``103 Early Hints`` before a 500: the error is the 500's (a retryable ServerError), not a 103."""
+    body = b'{"success":false,"message":"boom","code":"internal"}'
+    with FaultServer(default=raw(EARLY_HINTS + _answer(500, body), name="103+500")) as server:
+        client = quick_client(server.url, max_retries=0)
+        _, error = outcome(lambda: send_one(client))
+        client.close()
+    assert isinstance(error, ServerError), describe(error)
+    assert (error.status, error.code, error.message) == (500, "internal", "boom")
+    assert error.retryable
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "http://user:s3cretpw@proxy.example:99999",
+        "http://user:s3cretpw@proxy.example:notaport",
+        "http://user:s3cretpw@[::1",
+        "ftp://user:s3cretpw@proxy.example:3128",
+        "http://user:s3cretpw@",
+        "http://user:s3cret pw@proxy.example:3128",
+    ],
+)
+@pytest.mark.parametrize("source", ["option", "environment"])
+def test_a_malformed_proxy_url_is_a_configuration_error(
+    proxy: str, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy URL no attempt could use (a bad port, scheme or host) is refused at construction, from
+    proxies= or HTTPS_PROXY, with a ConfigurationError that never shows its password."""
+    options: dict[str, Any] = {"proxies": {"https": proxy}} if source == "option" else {}
+    if source == "environment":
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with pytest.raises(ConfigurationError) as info:
+        Client("wk", host="https://api.segment.example", **options)
+    error = info.value
+    shown = [str(error), repr(error), *(repr(e) for e in (error.__cause__, error.__context__))]
+    for text in shown:
+        assert "s3cret" not in text
+    assert "***" in str(error)

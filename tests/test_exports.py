@@ -20,7 +20,7 @@ SUPPORTED = {
         "Id", "Properties", "Timeout",
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
         "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
-        "RetryableBatchDeliveryError", "RetryableError",
+        "RetryableBatchDeliveryError", "RetryableError", "PlanViolationError",
         "identify", "track", "page", "screen", "group", "alias", "batch", "flush", "join", "shutdown",
         "default_client", "stable_ids", "scope", "Scope", "Pending",
     ],
@@ -28,14 +28,21 @@ SUPPORTED = {
     "simple_segment.errors": [
         "SegmentError", "ValidationError", "MessageTooLargeError", "ConfigurationError", "DeliveryError",
         "APIError", "ServerError", "RateLimitError", "TokenError", "TransportError", "NetworkError", "BatchDeliveryError",
-        "RetryableBatchDeliveryError", "RetryableError",
+        "RetryableBatchDeliveryError", "RetryableError", "PlanViolationError",
     ],
     "simple_segment.testing": [
         "capture", "Captured", "FakeSegment", "FakeSegmentTimeoutError", "RecordedRequest", "IssuedToken",
         "OAuthSettings", "MockTransport", "MockRequest", "MockResponse", "FakeClock",
     ],
+    "simple_segment.plan": ["TrackingPlan", "Violation", "Rule", "OnViolation", "Unplanned"],
     "simple_segment.integrations.celery": ["install", "uninstall"],
     "simple_segment.integrations.rq": ["StableIdsJob", "stable_ids_job"],
+    "simple_segment.integrations.wsgi": ["SegmentMiddleware"],
+    "simple_segment.integrations.asgi": ["SegmentMiddleware"],
+    "simple_segment.integrations.django": ["SegmentMiddleware"],
+    "simple_segment.integrations.flask": ["init_app"],
+    "simple_segment.integrations.dask": ["send"],
+    "simple_segment.backfill": ["BackfillSummary", "InvalidRow", "PartitionSummary", "send_partition"],
 }
 
 

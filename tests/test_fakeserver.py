@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -531,3 +532,73 @@ def test_server_logs_nothing(fake: FakeSegment, capsys: pytest.CaptureFixture[st
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out == ""
+
+
+# -- bounded memory whatever clients send -------------------------------------------
+
+HUGE = 15_000_000  # a body far over anything Segment takes
+
+
+def exchange(server: FakeSegment, head: bytes, parts: int = 0, part: bytes = b"") -> bytes:
+    """Send ``head`` then ``parts`` copies of ``part`` on a raw socket; return all that is answered.
+
+    The server may close while the body is still going: send errors are expected then.
+    """
+    answer = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        try:
+            sock.sendall(head)
+            for _ in range(parts):
+                sock.sendall(part)
+        except OSError:
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
+
+
+def test_a_body_over_the_read_limit_is_refused_before_it_is_sent(fake: FakeSegment) -> None:
+    """Content-Length over the limit (or one chunk claiming that much) answers 413 at once and closes:
+    the server does not wait for (or hold) a body it would refuse."""
+    head = f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: {HUGE}\r\n\r\n".encode()
+    answer = exchange(fake, head)  # no body sent: the answer must not wait for one
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"Connection: close" in answer
+    chunked = b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + f"{HUGE:x}\r\n".encode()
+    assert exchange(fake, chunked).startswith(b"HTTP/1.1 413 ")
+    assert [(r.status, r.body) for r in fake.requests] == [(413, b""), (413, b"")]
+
+
+def test_refused_15_mb_bodies_keep_memory_flat() -> None:
+    """Several 15 MB bodies, with Content-Length and chunked, are refused without being buffered: the
+    server's peak Python allocation stays a small multiple of its 1 MiB read limit."""
+    part = b"x" * 250_000
+    parts = HUGE // len(part)
+    tracemalloc.start()
+    try:
+        with FakeSegment() as server:
+            tracemalloc.reset_peak()
+            for _ in range(3):
+                head = f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: {HUGE}\r\n\r\n".encode()
+                exchange(server, head, parts, part)
+            chunk = f"{len(part):x}\r\n".encode() + part + b"\r\n"
+            for _ in range(3):
+                exchange(server, b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", parts, chunk)
+            server.wait_for_requests(6, timeout=JOIN)
+            _, peak = tracemalloc.get_traced_memory()
+            # Bodies just under the read limit are read and refused for their size (400), but not kept.
+            near_limit = b"[" + b"{}," * 340_000 + b"{}]"
+            for _ in range(20):
+                assert post(server, data=near_limit).status_code == 400
+            held, _ = tracemalloc.get_traced_memory()
+            statuses = [r.status for r in server.requests]
+            bodies = sum(len(r.body) for r in server.requests)
+    finally:
+        tracemalloc.stop()
+    assert statuses == [413] * 6 + [400] * 20
+    assert peak < 8_000_000, f"peak Python allocation {peak / 1e6:.1f} MB for refused bodies"
+    assert bodies == 0
+    assert held < 4_000_000, f"{held / 1e6:.1f} MB held after 20 refused bodies of 1 MB"

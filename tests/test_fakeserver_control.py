@@ -287,3 +287,100 @@ def test_respond_with_checks_times_and_seconds(fake: FakeSegment) -> None:
     assert fake.pending_responses == 0
     fake.respond_with(503, times=10**12)
     assert fake.pending_responses == 10**12
+
+
+# -- paging, and scripts the server could not use ------------------------------
+
+
+def test_messages_and_requests_page_with_since_and_limit() -> None:
+    """?limit=M returns at most M; X-Next-Since is the next page's since, skipping forgotten messages."""
+    with FakeSegment(max_messages=3, max_requests=3) as server:
+        for n in range(5):
+            send(server, track(n))
+        pages: list[list[Any]] = []
+        since = 0
+        for _ in range(5):  # bounded: three pages are expected
+            response = requests.get(f"{server.url}/_messages", params={"since": since, "limit": 2}, timeout=5)
+            page = lines(response)
+            assert int(response.headers["X-Messages-Accepted"]) == 5
+            since = int(response.headers["X-Next-Since"])
+            if not page:
+                break
+            pages.append(page)
+        assert pages == [[track(2), track(3)], [track(4)]]  # messages 0 and 1 were forgotten
+        assert since == 5
+        response = requests.get(f"{server.url}/_requests", params={"since": 3, "limit": 1}, timeout=5)
+        assert [row["messages"] for row in lines(response)] == [[track(3)]]
+        assert response.headers["X-Next-Since"] == "4"
+        assert int(response.headers["X-Requests-Received"]) == 5
+        bad = requests.get(f"{server.url}/_messages", params={"limit": "-1"}, timeout=5)
+        assert bad.status_code == 400
+        assert "limit" in bad.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ('{"headers": {"X-A": "a\\r\\nInjected: 1"}}', "headers['X-A']"),
+        ('{"headers": {"X-A": "\\u20ac"}}', "headers['X-A']"),
+        ('{"headers": {"Bad Name": "x"}}', "'Bad Name' is not a header name"),
+        ('{"headers": {"": "x"}}', "is not a header name"),
+        ('{"headers": {"X-A": null}}', "headers['X-A']"),
+        ('{"headers": ["X-A"]}', "headers must be an object"),
+        ('{"body": "\\ud800"}', "body"),
+        ('{"delay": 1e300}', "delay"),
+        ('{"delay": Infinity}', "delay"),
+        ('{"delay": NaN}', "delay"),
+        ('{"status": NaN}', "status"),
+        ('{"status": 103}', "status"),
+        ('{"status": 600}', "status"),
+        ('{"times": 2.5}', "times"),
+        ('{"seconds": "1"}', "seconds"),
+        ('{"endpoint": ["tracking"]}', "endpoint"),
+    ],
+)
+def test_scripts_the_server_cannot_use_are_400_naming_the_field(fake: FakeSegment, data: str, words: str) -> None:
+    """A script value the server could not write or wait on (a header with CR/LF or outside Latin-1, a bad
+    header name, a body with a lone surrogate, a delay too long for a thread's wait, ...) answers 400 naming
+    the field, instead of being queued and breaking the request it answers."""
+    response = requests.post(f"{fake.url}/_script", data=data, timeout=5)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == "invalid_control_request"
+    assert words in body["message"]
+    assert fake.pending_responses == 0
+    answer = send(fake, track())
+    assert answer.status_code == 200
+    assert "Injected" not in answer.headers
+    assert fake.errors == []
+
+
+def test_respond_with_refuses_a_header_that_would_split_the_response(fake: FakeSegment) -> None:
+    """respond_with checks headers as /_script does: a value with CR/LF is a ValueError naming it."""
+    with pytest.raises(ValueError, match="Retry-After"):
+        fake.respond_with(429, headers={"Retry-After": "1\r\nX-Evil: 1"})
+    with pytest.raises(ValueError, match="delay"):
+        fake.respond_with(200, delay=1e12)
+    assert fake.pending_responses == 0
+
+
+def test_scripts_queued_over_http_are_bounded(fake: FakeSegment) -> None:
+    """/_script refuses a 1,001st queued script, and bodies past 16 MB in all: a client cannot grow the
+    server's memory with scripts (times repeats one at no cost)."""
+    with requests.Session() as session:
+        for _ in range(1000):
+            assert session.post(f"{fake.url}/_script", data='{"status": 503}', timeout=5).status_code == 200
+        refused = session.post(f"{fake.url}/_script", data='{"status": 503}', timeout=5)
+        assert refused.status_code == 400
+        assert "too many scripts queued (1000" in refused.json()["message"]
+        assert fake.pending_responses == 1000
+        fake.clear()
+        big = json.dumps({"status": 500, "body": "x" * 900_000})
+        for _ in range(17):
+            assert session.post(f"{fake.url}/_script", data=big, timeout=5).status_code == 200
+        refused = session.post(f"{fake.url}/_script", data=big, timeout=5)
+        assert refused.status_code == 400
+        assert "bytes of bodies" in refused.json()["message"]
+        fake.clear()
+        assert script(fake, {"status": 503, "times": 1_000_000}).status_code == 200
+        assert fake.pending_responses == 1_000_000

@@ -18,7 +18,7 @@ import urllib3
 from faults import FaultServer, raw, respond
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader
 from urllib3.util import Retry
 
 from simple_segment._transport._httpclient import (
@@ -27,6 +27,7 @@ from simple_segment._transport._httpclient import (
     adopt_pool,
     budget,
     keep_deadline,
+    tunnel_refusal,
     with_deadline,
 )
 from simple_segment._transport.retry import Policy
@@ -218,3 +219,102 @@ def test_retry_waits_nothing_before_the_second_attempt_and_policy_shifts_it() ->
     assert ours.increment("POST", "/", error=ConnectionError()).get_backoff_time() == 1.0
     assert frozenset({429, 503}) == Policy.RETRY_AFTER_STATUS_CODES
     assert urllib3.__version__  # the version under test shows in a failure's locals
+
+
+def test_new_conn_connects_each_address_within_the_budget() -> None:
+    """Our ``_new_conn`` replaces urllib3's ``create_connection``: it reads the connection's private
+    ``_dns_host`` and its ``socket_options``, ``source_address`` and ``timeout``, and each address
+    gets what is left of the attempt (a connect with the budget spent is a ``ConnectTimeoutError``)."""
+    probe = HTTPConnection("127.0.0.1", 80)
+    for name in ("_dns_host", "socket_options", "source_address", "timeout"):
+        assert hasattr(probe, name), (
+            f"urllib3's HTTPConnection.{name} is gone: _OurConnection._new_conn / _connect in "
+            "simple_segment/_transport/_httpclient.py connect with it"
+        )
+    with FaultServer() as server:
+        conn = with_deadline(HTTPConnection)("127.0.0.1", server.port, timeout=5)
+        budget.at = 0.0  # long past: no address is tried
+        try:
+            with pytest.raises(ConnectTimeoutError):
+                conn.connect()
+        finally:
+            budget.at = None
+            conn.close()
+        conn = _connection(server)
+        try:
+            assert isinstance(conn.sock, DeadlineSocket), type(conn.sock)
+            assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # urllib3's socket_options applied
+        finally:
+            conn.close()
+
+
+def test_the_tls_handshake_keeps_the_deadline() -> None:
+    """``SSLContext.wrap_socket`` calls the socket class's ``do_handshake``: ours starts with what is left."""
+    assert "do_handshake" in vars(ssl.SSLSocket), (
+        "ssl.SSLSocket.do_handshake moved: DeadlineSSLSocket.do_handshake in "
+        "simple_segment/_transport/_httpclient.py no longer bounds the handshake"
+    )
+    context = ssl.create_default_context()
+    keep_deadline(context)
+    with FaultServer() as server, socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw_sock:
+        budget.at = 0.0
+        try:
+            with pytest.raises(TimeoutError, match="total_timeout ran out"):
+                context.wrap_socket(raw_sock, server_hostname="localhost")
+        finally:
+            budget.at = None
+
+
+def test_read_status_skips_interim_answers() -> None:
+    """http.client's private ``HTTPResponse._read_status`` reads one status line; ours (the connection's
+    ``response_class``) skips ``1xx`` answers, which http.client would take for the answer (all but 100)."""
+    assert hasattr(http.client.HTTPResponse, "_read_status"), (
+        "http.client.HTTPResponse._read_status is gone: _InterimSkippingResponse in "
+        "simple_segment/_transport/_httpclient.py skips 1xx answers through it"
+    )
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    with FaultServer() as server:
+        server.script(raw(hints + final, name="103+200"), raw(hints + final, name="103+200"))
+        for cls, status in ((with_deadline(HTTPConnection), 200), (HTTPConnection, 103)):
+            conn = _connection(server, cls)
+            try:
+                _post(conn)
+                response = conn.getresponse()
+                assert response.status == status, cls
+            finally:
+                conn.close()
+
+
+def test_a_refused_tunnel_names_its_status() -> None:
+    """http.client's (and urllib3's own copy of) ``_tunnel`` raises ``OSError('Tunnel connection failed: 407 ...')``:
+    :func:`tunnel_refusal` reads the status from that text."""
+    from proxy import connect_proxy
+
+    with connect_proxy(refuse=407) as proxy:
+        conn = with_deadline(HTTPConnection)("127.0.0.1", proxy.port, timeout=5)
+        conn.set_tunnel("127.0.0.1", 9)
+        try:
+            with pytest.raises(OSError, match="Tunnel connection failed: 407") as info:
+                conn.connect()
+        finally:
+            conn.close()
+    assert tunnel_refusal(info.value) == 407, (
+        "http.client's _tunnel no longer says 'Tunnel connection failed: <status>': tunnel_refusal in "
+        "simple_segment/_transport/_httpclient.py cannot tell a 407 from a network failure"
+    )
+    assert tunnel_refusal(OSError("Connection refused")) is None
+
+
+def test_a_connection_pickles_as_its_description() -> None:
+    """An error's cause may hold its connection (urllib3 2.0's NewConnectionError): pickling it must not fail."""
+    import pickle
+
+    from urllib3.connection import HTTPConnection
+
+    from simple_segment._transport._httpclient import with_deadline
+
+    connection = with_deadline(HTTPConnection)("127.0.0.1", 9)
+    restored = pickle.loads(pickle.dumps(connection))
+    assert isinstance(restored, str)
+    assert "DeadlineHTTPConnection" in restored

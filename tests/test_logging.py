@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import signal
 import traceback
+from collections.abc import Iterator
 
 import pytest
 from conftest import WRITE_KEY, QuickClient
-from faults import FaultServer, closed_port, respond
+from faults import FaultServer, closed_port, respond, retry_after, silent
 from outcomes import catch_batch, catch_single
 
 from simple_segment import Client, DeliveryError
@@ -149,3 +152,48 @@ def test_the_migration_guides_logger_recipe_keeps_old_handlers_working() -> None
             logger.handlers[:] = handlers
     assert [record.name for record in handler.seen] == ["simple_segment"]
     assert "retrying" in handler.seen[0].getMessage()
+# -- the caller's own exception interrupting a call ----------------------------------------------
+
+
+class Interrupted(Exception):  # noqa: N818 - named as Celery's SoftTimeLimitExceeded is: what happened
+    """What a caller's signal handler raises (as Celery's soft time limit does)."""
+
+
+@contextlib.contextmanager
+def interrupt_after(seconds: float) -> Iterator[None]:
+    """Raise :class:`Interrupted` from a SIGALRM handler after ``seconds`` (main thread only)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def with_locals(error: BaseException) -> str:
+    exception = traceback.TracebackException(type(error), error, error.__traceback__, capture_locals=True)
+    return "".join(exception.format())
+
+
+@pytest.mark.parametrize("kind", ["waiting", "batch", "backoff"])
+def test_a_callers_exception_leaves_no_write_key_in_frame_locals(kind: str, quick_client: QuickClient) -> None:
+    """A signal handler raising while a call waits on a slow server (or between two attempts): the
+    write key and its Basic token are in no frame's locals of the traceback (``capture_locals=True``)."""
+    behaviour = retry_after(503, "3") if kind == "backoff" else silent(limit=5)
+    with FaultServer(default=behaviour) as server:
+        client = quick_client(server.url, key=SECRET, timeout=5, total_timeout=5, max_retries=1)
+        with pytest.raises(Interrupted) as info, interrupt_after(0.5):
+            if kind == "batch":
+                with client.batch() as block:
+                    block.track("u", "E")
+            else:
+                client.track("u", "E")
+        client.close()
+    rendered = with_locals(info.value)
+    assert "Interrupted" in rendered
+    _assert_no_secret(rendered, "a traceback with locals of the caller's own exception")

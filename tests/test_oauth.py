@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -439,3 +440,136 @@ def test_a_refused_stale_token_does_not_drop_the_current_one(private_key: str) -
         ("inner", "Bearer token-1"),
         ("outer", "Bearer token-1"),
     ]
+# -- waiting for another thread's token, and tokens that cannot go in a header ---------------------
+
+
+def _token_answer(token: str) -> bytes:
+    import json
+
+    return json.dumps({"access_token": token, "expires_in": 3600}).encode()
+
+
+def test_waiting_for_another_threads_token_ends_at_the_waiters_deadline(
+    private_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thread A's token request is stuck resolving the auth server's name (3 s, which no socket
+    timeout bounds); thread B, waiting for that token with a 1 s budget, gives up within 1.5 s."""
+    import socket
+
+    from faults import FaultServer, respond
+
+    real = socket.getaddrinfo
+    slow_once = threading.Event()
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "auth.test":
+            if not slow_once.is_set():
+                slow_once.set()
+                time.sleep(3)
+            host = "127.0.0.1"
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with FaultServer(default=respond(200, body=_token_answer("tok-1"))) as fault:
+        options: dict[str, Any] = {"oauth_auth_server": f"http://auth.test:{fault.port}", "total_timeout": 1}
+        with Client(
+            WRITE_KEY,
+            host=fault.url,
+            oauth_client_id=CLIENT_ID,
+            oauth_client_key=private_key,
+            oauth_key_id=KEY_ID,
+            timeout=1,
+            max_retries=0,
+            **options,
+        ) as client:
+            first = threading.Thread(target=_quietly, args=(client,))
+            first.start()
+            assert slow_once.wait(5), "thread A never asked for a token"
+            started = time.monotonic()
+            with pytest.raises(DeliveryError) as info:
+                client.track("u", "B")
+            elapsed = time.monotonic() - started
+            first.join(10)
+    assert elapsed < 1.5, f"thread B waited {elapsed:.2f}s with total_timeout=1"
+    assert info.value.retryable
+
+
+def _quietly(client: Client) -> None:
+    with contextlib.suppress(DeliveryError):
+        client.track("u", "A")
+
+
+def test_a_token_with_a_newline_is_never_shown(private_key: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The auth server returns a token holding a newline: refused as unusable; neither half of it
+    appears in the error's text or in any log record."""
+    from faults import FaultServer, respond
+
+    caplog.set_level(logging.DEBUG)
+    token = "tok-FIRSTHALF\nSECONDHALF"
+    with FaultServer(default=respond(200, body=_token_answer(token))) as fault:
+        with Client(
+            WRITE_KEY,
+            host=fault.url,
+            oauth_client_id=CLIENT_ID,
+            oauth_client_key=private_key,
+            oauth_key_id=KEY_ID,
+            oauth_auth_server=fault.url,
+            timeout=2,
+            total_timeout=3,
+            backoff_factor=0.01,
+        ) as client:
+            with pytest.raises(DeliveryError) as info:
+                client.track("u", "E")
+        assert not [r for r in fault.requests if r.path == "/v1/batch"]
+    shown = [str(info.value), repr(info.value), caplog.text, library_frames(info.value)]
+    shown.extend(repr(cause) for cause in (info.value.__cause__, info.value.__context__))
+    for text in shown:
+        assert "FIRSTHALF" not in text
+        assert "SECONDHALF" not in text
+
+
+@pytest.mark.parametrize("phase", ["tracking", "token"])
+def test_a_callers_exception_leaves_no_bearer_token_in_frame_locals(phase: str, private_key: str) -> None:
+    """A signal handler raising while a call waits on the tracking API (or on the token request):
+    the Bearer token, the client assertion, the write key and the private key are in no frame's
+    locals of the traceback."""
+    import signal
+
+    from faults import FaultServer, respond, silent
+
+    class Interrupted(Exception):  # noqa: N818 - as Celery's SoftTimeLimitExceeded
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    token = "tok-BEARERSECRET"
+    with FaultServer(default=silent(limit=5)) as fault:
+        if phase == "tracking":
+            fault.script(respond(200, body=_token_answer(token)))
+        previous = signal.signal(signal.SIGALRM, handler)
+        try:
+            with Client(
+                WRITE_KEY,
+                host=fault.url,
+                oauth_client_id=CLIENT_ID,
+                oauth_client_key=private_key,
+                oauth_key_id=KEY_ID,
+                oauth_auth_server=fault.url,
+                timeout=5,
+                total_timeout=5,
+                max_retries=0,
+            ) as client:
+                signal.setitimer(signal.ITIMER_REAL, 0.5)
+                with pytest.raises(Interrupted) as info:
+                    client.track("u", "E")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert len(fault.requests) == (2 if phase == "tracking" else 1)
+    rendered = library_frames(info.value)  # from the library's frames down: this test's own locals hold the token
+    assert "Interrupted" in rendered
+    assert "BEARERSECRET" not in rendered
+    assert "client_assertion=" not in rendered  # the signed assertion is a credential for a minute
+    assert WRITE_KEY not in rendered
+    assert private_key.splitlines()[1] not in rendered

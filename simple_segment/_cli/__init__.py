@@ -3,7 +3,8 @@
 Commands: the six calls (``track`` ...), ``import`` (JSON lines, for backfills),
 ``serve`` (a local FakeSegment that prints what it receives) and ``demo``.
 Exit codes: 0 delivered, 1 delivery failed, 2 usage or invalid input (130 when
-interrupted).  Errors are one line on stderr; ``--debug`` adds the traceback.
+interrupted, 143 for an import stopped by SIGTERM).  Errors are one line on stderr,
+the server's text in them escaped; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 from simple_segment._version import VERSION
 from simple_segment.errors import DeliveryError, SegmentError, ValidationError
+from simple_segment.plan import _cli as plan_cli
 
 from .calls import add_call_parsers, run_call
 from .common import (
@@ -29,6 +31,7 @@ from .common import (
     Parser,
     UsageError,
     add_client_arguments,
+    one_line,
     parse_timestamp,
 )
 from .demo import add_demo_parser, run_demo
@@ -57,6 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_call_parsers(commands, common)
     add_import_parser(commands, common)
     add_serve_parser(commands, debug)
+    plan_cli.add_parser(commands)
     add_demo_parser(commands, debug)
     return parser
 
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "import": run_import,
         "serve": run_serve,
         "demo": run_demo,
+        "plan": plan_cli.run,
     }
     try:
         return runners.get(args.command, run_call)(args)
@@ -112,5 +117,5 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         elif not isinstance(exc, (SegmentError, UsageError, KeyboardInterrupt)):
             message += " (--debug shows the traceback)"
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")  # the server's text may hold newlines
         return code

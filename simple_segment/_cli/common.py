@@ -7,8 +7,10 @@ import datetime as dt
 import json
 import math
 import os
+import unicodedata
 from typing import Any, NoReturn
 
+from simple_segment._backfill import parse_timestamp
 from simple_segment._options import OnError, Options
 from simple_segment.client import Client
 
@@ -16,6 +18,7 @@ __all__ = [
     "EXIT_DELIVERY",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "PROG",
     "Parser",
@@ -24,6 +27,7 @@ __all__ = [
     "describe",
     "json_object",
     "make_client",
+    "one_line",
     "parse_timestamp",
     "port",
     "positive_seconds",
@@ -35,6 +39,7 @@ EXIT_OK = 0
 EXIT_DELIVERY = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
+EXIT_TERMINATED = 143  # the shell's 128 + SIGTERM
 
 PROG = "simple-segment"
 
@@ -49,6 +54,33 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Exit with status 2 and ``message`` on one line."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(text: str) -> str:
+    r"""Return ``text`` safe to print as one line: control characters escaped.
+
+    What a server (or a client of ``serve``) sent is printed this way, so a newline
+    cannot forge a second line of output and an escape sequence cannot restyle or
+    clear the terminal: ``\n``, ``\x1b``, ``\u202e`` ... are shown as such.
+    """
+    return "".join(_escaped(char) if char in _BIDI or unicodedata.category(char) in _CONTROL else char for char in text)
+
+
+# Cc: C0/C1 controls and DEL; Zl/Zp: line and paragraph separators, which some
+# terminals break on; Cs: lone surrogates, which cannot be printed at all.
+_CONTROL = frozenset({"Cc", "Zl", "Zp", "Cs"})
+# The bidi controls reorder what follows them on the line (other format characters,
+# such as the joiners inside emoji, are harmless and kept).
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"  # noqa: PLR2004 - the widths of Python's escapes
 
 
 # -- argument types ---------------------------------------------------------------
@@ -68,17 +100,6 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object ({{...}}), not {type(value).__name__}")
     return value
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """Parse ISO-8601 (a trailing ``Z`` means UTC).
-
-    Raises :class:`ValueError` saying why ``text`` is not one.
-    """
-    try:
-        return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp: {text!r}") from None
 
 
 def timestamp(text: str) -> dt.datetime:
@@ -175,6 +196,7 @@ def make_client(args: argparse.Namespace, *, on_error: OnError | None = None) ->
         max_retries=args.max_retries,
         send=not args.dry_run,
         on_error=on_error,
+        tracking_plan=getattr(args, "plan", None),  # import --plan: a violating line raises PlanViolationError
         # Room for every attempt the flags ask for: the library's default budget
         # would cut a long --timeout short.
         total_timeout=max(Options.total_timeout, args.timeout * (args.max_retries + 1)),
@@ -198,4 +220,5 @@ def describe(msg: dict[str, Any], *, timestamp: bool = True) -> str:
     if data:
         what = f"{what} {json.dumps(data, ensure_ascii=False, separators=(', ', ': '))}".strip()
     line = f"{kind:<8} {who:<16} {what}".rstrip()
-    return f"{msg.get('timestamp', '')}  {line}" if timestamp else line
+    # Ids and names are the sender's text: one_line keeps each message on its own line.
+    return one_line(f"{msg.get('timestamp', '')}  {line}" if timestamp else line)

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, UsageError, describe, port
+from .common import EXIT_OK, UsageError, describe, one_line, port
 
 if TYPE_CHECKING:
     from simple_segment.testing import FakeSegment, RecordedRequest
@@ -20,7 +20,22 @@ if TYPE_CHECKING:
 __all__ = ["add_serve_parser", "run_serve"]
 
 _SERVE_KEEP = 1_000
-"""How many messages and requests ``serve`` keeps: it prints them and forgets."""
+"""How many messages and requests ``serve`` keeps by default: it prints them and forgets older ones."""
+
+
+def _keep(text: str) -> int:
+    """Parse ``--keep``: a whole number >= 1.
+
+    Raises :class:`argparse.ArgumentTypeError` when ``text`` is not one.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a whole number >= 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def add_serve_parser(commands: Any, debug: argparse.ArgumentParser) -> None:  # noqa: ANN401 - argparse's private subparsers action
@@ -30,12 +45,20 @@ def add_serve_parser(commands: Any, debug: argparse.ArgumentParser) -> None:  # 
         description="Run FakeSegment, a Segment-compatible server that validates like the real API, and print "
         "each message it accepts as one line.  Point your app's host at the URL it prints.  Tests in other "
         "processes can read and script it over HTTP: GET /_messages, GET /_requests (JSON lines), "
-        'POST /_script (e.g. {"status": 503, "times": 3}), POST /_clear.  Stop with Ctrl-C.',
+        'POST /_script (e.g. {"status": 503, "times": 3}), POST /_clear.  It keeps only the last 1,000 '
+        "messages and requests (see --keep); GET /_messages?since=N&limit=M pages through them, and the "
+        "X-Next-Since header is the next page's since.  Bodies over 1 MiB are refused (413) unread.  "
+        "Stop with Ctrl-C.",
     )
     serve.add_argument(
         "--bind", default="127.0.0.1", metavar="ADDRESS", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument("--port", type=port, default=8787, help="port (default 8787; 0 picks a free one)")
+    serve.add_argument(
+        "--keep", type=_keep, default=_SERVE_KEEP, metavar="N",
+        help=f"how many of the newest messages and requests to keep for GET /_messages and /_requests "
+        f"(default {_SERVE_KEEP:,}; older ones are forgotten; a request kept holds its body, at most 500 KB)",
+    )
     serve.add_argument(
         "--json", action="store_true",
         help="print only JSON lines on stdout, one per accepted message (for jq); everything else goes to stderr",
@@ -89,7 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
             except (OSError, ValueError):  # the reader went away (a closed pipe): stop quietly
                 stop.set()
 
-    server = FakeSegment(args.bind, args.port, max_messages=_SERVE_KEEP, max_requests=_SERVE_KEEP, on_message=show)
+    server = FakeSegment(args.bind, args.port, max_messages=args.keep, max_requests=args.keep, on_message=show)
     try:
         server.start()
     except OSError as exc:
@@ -107,6 +130,6 @@ def run_serve(args: argparse.Namespace) -> int:
                 last = request
                 if not 200 <= request.status < 300:  # noqa: PLR2004 - the success range
                     answer = f"answered {request.status}" if request.status else "dropped"
-                    sys.stderr.write(f"rejected: {request.method} {request.path} {answer}\n")
+                    sys.stderr.write(f"rejected: {one_line(request.method)} {one_line(request.path)} {answer}\n")
                     sys.stderr.flush()
     return EXIT_OK

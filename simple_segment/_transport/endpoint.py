@@ -25,14 +25,15 @@ from urllib.parse import urlsplit
 import requests
 import requests.utils
 import urllib3
-from urllib3.exceptions import HTTPError, ProxySchemeUnsupported
-from urllib3.util import Retry, Timeout
+from urllib3.exceptions import HTTPError, LocationParseError, ProxySchemeUnsupported
+from urllib3.util import Retry, Timeout, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
 from simple_segment._options import redact_url
 from simple_segment.errors import ConfigurationError
 
 from ._httpclient import adopt_pool, budget, keep_deadline
+from .failures import without_traceback
 
 if TYPE_CHECKING:
     from urllib3.connectionpool import HTTPConnectionPool
@@ -118,6 +119,10 @@ class Endpoint:
         self.proxies: dict[str, str] = dict(settings["proxies"])
         """The proxies that apply, from the option and the environment."""
         self._proxy: str | None = requests.utils.select_proxy(url, self.proxies) or None
+        if self._proxy is not None:
+            if "://" not in self._proxy:
+                self._proxy = f"http://{self._proxy}"  # requests' reading of a bare "host:port"
+            _check_proxy(self._proxy)
         parts = urlsplit(url)
         forwarded = self._proxy is not None and parts.scheme == "http" and not self._proxy.startswith("socks")
         # Through a forwarding proxy the request line carries the absolute URL; else the path.
@@ -153,6 +158,15 @@ class Endpoint:
                 decode_content=False,
             )
             return Answer(response.status, response, _read_bounded(response))
+        except self.failures:
+            raise  # mapped by the caller, which drops the traceback
+        except BaseException as exc:
+            # The caller's own exception (a signal handler, a Celery soft time limit)
+            # interrupted the exchange: the frames below hold the headers (the write key
+            # or a token) and the body in their locals, so it goes on without them.
+            del body, headers
+            without_traceback(exc)
+            raise exc  # noqa: TRY201 - a bare raise would restore the traceback on Python 3.10
         finally:
             budget.at = None
 
@@ -172,11 +186,14 @@ class Endpoint:
         options: dict[str, Any] = {"num_pools": 2, "maxsize": self._pool_size, "block": False, "retries": False}
         if self.url.startswith("https:") or (self._proxy or "").startswith("https:"):
             options.update(_tls_options(self._verify))
+        if (self._proxy or "").startswith("https:"):
+            # The proxy's certificate is checked as requests checks it (verify=,
+            # REQUESTS_CA_BUNDLE), and the TLS socket to the proxy, which carries the
+            # CONNECT answer and the tunnelled TLS, keeps the deadline.
+            options["proxy_ssl_context"] = options["ssl_context"]
         proxy = self._proxy
         if proxy is None:
             return urllib3.PoolManager(**options)
-        if "://" not in proxy:
-            proxy = f"http://{proxy}"  # requests' reading of a bare "host:port"
         if proxy.lower().startswith("socks"):
             try:
                 from urllib3.contrib.socks import SOCKSProxyManager  # noqa: PLC0415 - needs PySocks, rarely used
@@ -200,8 +217,40 @@ class Endpoint:
             manager.clear()
 
 
+_PROXY_SCHEMES = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
+
+
+def _check_proxy(proxy: str) -> None:
+    """Refuse a proxy URL that no attempt could use: :class:`ConfigurationError`, never retried.
+
+    The error shows the URL redacted and not the parser's own message, which would
+    repeat the password.
+    """
+    reason = ""
+    try:
+        parts = parse_url(proxy)
+        port = parts.port
+    except (LocationParseError, ValueError):
+        reason = "it does not parse"
+    else:
+        if (parts.scheme or "").lower() not in _PROXY_SCHEMES:
+            reason = f"its scheme is not one of {', '.join(sorted(_PROXY_SCHEMES))}"
+        elif not parts.host:
+            reason = "it has no host"
+        elif port is not None and not 0 < port < 65536:  # noqa: PLR2004 - the port range
+            reason = "its port is not 1-65535"
+        elif any(char.isspace() or ord(char) < 32 for char in proxy):  # noqa: PLR2004 - control characters
+            reason = "it holds a space or a control character"
+    if reason:
+        raise ConfigurationError("proxies", f"the proxy {redact_url(proxy)} is not a usable proxy URL: {reason}")
+
+
 def _tls_options(verify: bool | str) -> dict[str, Any]:  # noqa: FBT001 - requests' verify
-    """Return the pool options for TLS: requests' CA store (or ``verify``'s), sockets that keep the deadline."""
+    """Return the pool options for TLS: requests' CA store (or ``verify``'s), sockets that keep the deadline.
+
+    The context is shared by the target's TLS and an ``https://`` proxy's: the same
+    trust, as in requests.
+    """
     context = create_urllib3_context()
     if verify is False:
         context.check_hostname = False

@@ -16,6 +16,7 @@ from urllib3.exceptions import HTTPError, LocationValueError, ProxyError, ProxyS
 from simple_segment._wire import describe
 from simple_segment.errors import APIError, NetworkError, RateLimitError, ServerError, TransportError
 
+from ._httpclient import tunnel_refusal
 from .retry import RETRY_STATUSES, Failure, Policy, retry_after_seconds
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ def failure_of(exc: BaseException, url: str, attempts: int, *, ran_out: bool) ->
     refused, reset, dropped, timed out, DNS,   NetworkError (retryable)
     a garbled or truncated answer
     a proxy that could not be reached          NetworkError (retryable)
+    a proxy refusing the tunnel: 5xx, 408, 429 NetworkError (retryable)
+    a proxy refusing the tunnel: other 4xx     TransportError (permanent)
+    (407: its credentials are wrong)
     TLS: certificate rejected, TLS not spoken  TransportError (permanent)
     an unusable URL or proxy setting           TransportError (permanent)
     ========================================  ==========================
@@ -54,6 +58,9 @@ def failure_of(exc: BaseException, url: str, attempts: int, *, ran_out: bool) ->
 
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ProxyError):
+        refused = tunnel_refusal(exc)
+        if refused is not None:  # the proxy answered our CONNECT: 407 will be 407 next time too
+            return refused >= 500 or refused in _PASSING_TUNNEL_REFUSALS  # noqa: PLR2004 - the proxy's own failure
         inner = exc.original_error if isinstance(exc.original_error, BaseException) else None
         return inner is None or _is_retryable(inner)
     if isinstance(exc, (LocationValueError, ProxySchemeUnsupported)):
@@ -62,6 +69,10 @@ def _is_retryable(exc: BaseException) -> bool:
         cause = _innermost(exc)
         return isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError, TimeoutError))
     return isinstance(exc, (HTTPError, HTTPException, OSError, ValueError))  # ValueError: a garbled answer
+
+
+_PASSING_TUNNEL_REFUSALS = frozenset({408, 429})
+"""4xx answers to CONNECT that may pass (a timeout, a rate limit)."""
 
 
 def _innermost(exc: BaseException) -> BaseException:

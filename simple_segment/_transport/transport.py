@@ -3,9 +3,11 @@
 It POSTs bodies that a caller renders afresh for every attempt and never looks inside
 them.  ``total_timeout`` is a deadline for the whole call, passed down to the sockets
 (:mod:`._httpclient`): every blocking operation gets a timeout no longer than what is
-left, so a server that drips its answer one byte at a time cannot stretch a call.  No
-thread is involved.  The slack is name resolution (``getaddrinfo`` cannot be
-interrupted) and a few milliseconds.  Failures become :mod:`..errors` exceptions,
+left, so a server that drips its answer one byte at a time cannot stretch a call; the
+addresses a name resolves to share the budget, and so do the TLS handshake and an
+``https://`` proxy's tunnel.  No thread is involved.  The slack is name resolution
+(``getaddrinfo`` cannot be interrupted), a SOCKS proxy's own sockets (they get the
+per-attempt timeout) and a few milliseconds.  Failures become :mod:`..errors` exceptions,
 retryable or not by one table (:func:`~.failures.failure_of`).
 """
 
@@ -178,6 +180,9 @@ class Transport:
             answer = self._endpoint.exchange(body, headers, remaining)
         except self._endpoint.failures as exc:
             return failure_of(exc, self.url, attempts, ran_out=time.monotonic() >= ends - _SLACK)
+        except BaseException:
+            del body, headers  # the caller's own exception: its traceback must not show them
+            raise
         if 200 <= answer.status < 300:  # noqa: PLR2004 - the success range
             log.debug("POST %s: %d on attempt %d", self.url, answer.status, attempts)
             return Delivered(answer.status, attempts, len(body))

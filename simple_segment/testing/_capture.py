@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from simple_segment._delivery import intercept
 from simple_segment._messages import Message
+from simple_segment.plan import TrackingPlan
 
 __all__ = ["Captured", "capture"]
 
@@ -40,6 +41,17 @@ class Captured:
     def by_message_id(self, message_id: str) -> Message | None:
         """Return the recorded message with this messageId, or None."""
         return next((msg for msg in self.messages if msg.get("messageId") == message_id), None)
+
+    def check(self, plan: TrackingPlan) -> None:
+        """Check every recorded message against ``plan`` at once.
+
+        Raises :class:`~simple_segment.PlanViolationError` naming every violation of
+        every message, its path led by the message's position
+        (``messages[2].properties.currency``); returns None when all conform.
+
+        Since: 0.2.0
+        """
+        plan.check_all(self.messages)
 
     def clear(self) -> None:
         """Forget what was recorded."""

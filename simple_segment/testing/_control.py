@@ -3,21 +3,27 @@
 They let a test drive a server in another process (``simple-segment serve``,
 or a FakeSegment that code in Celery/RQ workers sends to):
 
-- ``GET /_messages[?since=N]``: the accepted messages as JSON lines
-  (``application/x-ndjson``), oldest first. ``since`` skips the first N of all
-  accepted since start or ``/_clear`` (forgotten ones count, so a poller
-  never sees one twice). The ``X-Messages-Accepted`` header is that total:
-  pass it as the next ``since``.
-- ``GET /_requests[?since=N]``: one JSON line per recorded request:
+- ``GET /_messages[?since=N][&limit=M]``: the accepted messages kept as JSON
+  lines (``application/x-ndjson``), oldest first. ``since`` skips the first N of
+  all accepted since start or ``/_clear`` (forgotten ones count, so a poller
+  never sees one twice); ``limit`` returns at most M (a page). The
+  ``X-Messages-Accepted`` header is that total, and ``X-Next-Since`` is the
+  ``since`` of the next page (the total, once the last page is read).
+- ``GET /_requests[?since=N][&limit=M]``: one JSON line per recorded request:
   ``{"method", "path", "status", "headers", "write_key", "received_at",
   "messages"}``; ``messages`` are the body's messages as sent (also for a
-  rejected request). ``X-Requests-Received`` is the total.
+  rejected request). ``X-Requests-Received`` is the total; ``X-Next-Since``
+  as above.
 - ``POST /_script`` with a JSON object: script answers, as
   :meth:`FakeSegment.respond_with` does. Keys: ``status`` (default 200), ``times``
   or ``seconds`` (a time window), ``headers`` (an object of strings),
   ``body`` (a string is sent as text, anything else as JSON), ``delay``,
   ``drop``, and ``endpoint`` (``"tracking"``, the default, or ``"token"``
-  for ``POST /token`` in OAuth mode). Unknown keys answer 400.
+  for ``POST /token`` in OAuth mode). A value the server cannot use (an unknown
+  key, a wrong type, a status outside 200-599, a delay below 0 or over a day,
+  ``times`` < 1, a header that is not one line of Latin-1) answers 400 naming
+  the key, and nothing is scripted; so does a script past 1,000 queued ones or
+  16 MB of queued bodies (``times`` repeats one script at no cost).
 - ``POST /_clear``: forget everything, as :meth:`FakeSegment.clear`.
 
 Answers are JSON (``{"success": true}`` or Segment's error body) except the
@@ -45,6 +51,9 @@ NDJSON_TYPE = "application/x-ndjson"
 
 _SCRIPT_KEYS = frozenset({"status", "times", "seconds", "headers", "body", "delay", "drop", "endpoint"})
 _MAX_SCRIPT_BYTES = 1_000_000
+# What /_script may queue in all: scripts come over the network, so they are bounded too.
+_MAX_QUEUED_SCRIPTS = 1_000
+_MAX_QUEUED_SCRIPT_BYTES = 16_000_000
 
 
 class _InvalidError(Exception):
@@ -63,21 +72,23 @@ def _problem(status: int, message: str, code: str) -> ControlReply:
     return _json_answer(status, error(status, message, code).payload)
 
 
-def _since(query: str) -> int:
-    """Return the ``since`` query parameter (default 0); it must be a whole number >= 0."""
-    values = parse_qs(query, keep_blank_values=True).get("since")
+def _count(query: str, name: str) -> int | None:
+    """Return the query parameter ``name`` (None when absent); it must be a whole number >= 0."""
+    values = parse_qs(query, keep_blank_values=True).get(name)
     if not values:
-        return 0
+        return None
     text = values[-1]
     if not (text.isascii() and text.isdigit()):
-        msg = f"since must be a whole number >= 0, not {text!r}"
+        msg = f"{name} must be a whole number >= 0, not {text!r}"
         raise _InvalidError(msg)
     return int(text)
 
 
-def _lines(total_header: str, total: int, rows: list[Any]) -> ControlReply:
+def _lines(total_header: str, page: tuple[int, int, list[Any]]) -> ControlReply:
+    total, start, rows = page
     body = b"".join(json_bytes(row) + b"\n" for row in rows)
-    return 200, (("Content-Type", NDJSON_TYPE), (total_header, str(total))), body
+    headers = (("Content-Type", NDJSON_TYPE), (total_header, str(total)), ("X-Next-Since", str(start + len(rows))))
+    return 200, headers, body
 
 
 def _request_row(request: RecordedRequest) -> dict[str, Any]:
@@ -93,13 +104,19 @@ def _request_row(request: RecordedRequest) -> dict[str, Any]:
 
 
 def _get_messages(recorder: Recorder, query: str) -> ControlReply:
-    total, messages = recorder.messages_since(_since(query))
-    return _lines("X-Messages-Accepted", total, messages)
+    page = recorder.messages_page(_count(query, "since") or 0, _count(query, "limit"))
+    return _lines("X-Messages-Accepted", page)
 
 
 def _get_requests(recorder: Recorder, query: str) -> ControlReply:
-    total, requests = recorder.requests_since(_since(query))
-    return _lines("X-Requests-Received", total, [_request_row(r) for r in requests])
+    total, start, requests = recorder.requests_page(_count(query, "since") or 0, _count(query, "limit"))
+    return _lines("X-Requests-Received", (total, start, [_request_row(r) for r in requests]))
+
+
+def _json_type(value: object) -> str:
+    """Name ``value``'s JSON type, as the sender wrote it."""
+    names = {bool: "a boolean", str: "a string", list: "an array", dict: "an object", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def _number(spec: dict[str, Any], key: str) -> float | None:
@@ -107,7 +124,7 @@ def _number(spec: dict[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{key} must be a number, not {value!r}"
+        msg = f"{key} must be a number, not {_json_type(value)}"
         raise _InvalidError(msg)
     return float(value)
 
@@ -123,9 +140,13 @@ def _whole(spec: dict[str, Any], key: str) -> int | None:
 def _headers(value: object) -> dict[str, str] | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        msg = "headers must be an object of strings"
+    if not isinstance(value, dict):
+        msg = f"headers must be an object of strings, not {_json_type(value)}"
         raise _InvalidError(msg)
+    for name, item in value.items():
+        if not isinstance(item, str):
+            msg = f"headers[{name!r}] must be a string, not {_json_type(item)}"
+            raise _InvalidError(msg)
     return cast("dict[str, str]", value)
 
 
@@ -165,6 +186,13 @@ def _post_script(recorder: Recorder, body: bytes) -> ControlReply:
         delay=_number(spec, "delay") or 0.0,
         drop=drop,
     )
+    queued, queued_bytes = recorder.queued_scripts()
+    if queued >= _MAX_QUEUED_SCRIPTS or queued_bytes + len(script.body or b"") > _MAX_QUEUED_SCRIPT_BYTES:
+        msg = (
+            f"too many scripts queued ({queued}, {queued_bytes} bytes of bodies; at most {_MAX_QUEUED_SCRIPTS} "
+            f"and {_MAX_QUEUED_SCRIPT_BYTES} bytes): use times, or POST /_clear"
+        )
+        raise _InvalidError(msg)
     recorder.add_script(
         script,
         times=_whole(spec, "times"),
@@ -199,5 +227,5 @@ def handle(recorder: Recorder, method: str, target: str, body: bytes, clear: Cal
         return _problem(405, f"{method} is not allowed; use {allowed}", "method_not_allowed")
     try:
         return _act(path, recorder, parts.query, body, clear)
-    except (_InvalidError, ValueError) as exc:  # ValueError: make_script's and add_script's checks
+    except (_InvalidError, ValueError, TypeError) as exc:  # ValueError, TypeError: make_script's and add_script's
         return _problem(400, str(exc), "invalid_control_request")

@@ -27,6 +27,7 @@ from ._oauth import TOKEN_PATH, TokenAuthority
 from ._recorder import RecordedRequest, Recorder, Script
 from ._rules import (
     JSON_TYPE,
+    MAX_REQUEST_BYTES,
     MAX_WIRE_BYTES,
     Verdict,
     error,
@@ -349,7 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
             method=self.command,
             path=self.path,
             headers=headers,
-            body=body,
+            # A body over the request limit is refused whatever it holds; keeping it would let
+            # max_requests refused requests hold up to 1 MiB each.
+            body=body if len(body) <= MAX_REQUEST_BYTES else b"",
             json=value,
             write_key=write_key,
             status=status,
@@ -390,7 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise _BodyError(400, f"invalid Content-Length: {length_text!r}")
         if length > MAX_WIRE_BYTES:
-            raise _BodyError(413, f"body of {length} bytes is far over the size limit")
+            # Answered before a byte of the body is read, and the connection closed unread.
+            raise _BodyError(413, f"body of {length} bytes is over the {MAX_WIRE_BYTES} bytes this server reads")
         body = self.rfile.read(length)
         if len(body) < length:
             raise _BodyError(400, "connection closed before the whole body arrived")
@@ -411,8 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             if size == 0:
                 break
             total += size
-            if total > MAX_WIRE_BYTES:
-                raise _BodyError(413, "chunked body is far over the size limit")
+            if total > MAX_WIRE_BYTES:  # checked before the chunk is read: a chunk may claim any size
+                raise _BodyError(413, f"chunked body is over the {MAX_WIRE_BYTES} bytes this server reads")
             chunk = self.rfile.read(size)
             if len(chunk) < size or self.rfile.read(2) != b"\r\n":
                 raise _BodyError(400, "invalid chunked body")

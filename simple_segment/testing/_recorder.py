@@ -12,16 +12,17 @@ import itertools
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._rules import JSON_TYPE, MAX_STATUS, MIN_STATUS, json_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["Endpoint", "FakeSegmentTimeoutError", "RecordedRequest", "Recorder", "Script", "make_script"]
+__all__ = ["MAX_DELAY", "Endpoint", "FakeSegmentTimeoutError", "RecordedRequest", "Recorder", "Script", "make_script"]
 
 _MAX_ERRORS_KEPT = 100
+_T = TypeVar("_T")
 
 #: Which requests a script answers: ``"tracking"`` is every POST except the
 #: OAuth token endpoint; ``"token"`` is ``POST /token``.
@@ -48,7 +49,10 @@ class RecordedRequest:
     headers: dict[str, str]
     """Request headers with lower-cased names (repeated headers joined with ``", "``)."""
     body: bytes
-    """The raw body as received on the wire (still gzipped if it was)."""
+    """The raw body as received on the wire (still gzipped if it was).
+
+    Empty for a body over 500,000 bytes: refused for its size, it is not kept.
+    """
     json: Any
     """The decoded JSON body (after gunzip), or None if it was not valid JSON."""
     write_key: str | None
@@ -97,18 +101,27 @@ def make_script(
 ) -> Script:
     """Check and build a :class:`Script` (see :meth:`FakeSegment.respond_with` for the arguments).
 
-    Raises :class:`ValueError` when status or delay is out of range.
+    Raises :class:`ValueError` naming the argument when status or delay is out of range,
+    a header is not a valid name and one line of Latin-1 text, or a str body holds a
+    lone surrogate.
     """
     if isinstance(status, bool) or not MIN_STATUS <= status <= MAX_STATUS:
         msg = f"status must be between {MIN_STATUS} and {MAX_STATUS}, not {status}"
         raise ValueError(msg)
-    if isinstance(delay, bool) or not (delay >= 0 and math.isfinite(delay)):
-        msg = f"delay must be a finite number of seconds >= 0, not {delay}"
+    if isinstance(delay, bool) or not (0 <= delay <= MAX_DELAY):
+        msg = f"delay must be a number of seconds from 0 to {MAX_DELAY:g}, not {delay}"
         raise ValueError(msg)
     header_items = dict(headers or {})
+    for name, value in header_items.items():
+        _check_header(name, value)
     raw: bytes | None
     if isinstance(body, str):
-        raw, content_type = body.encode(), "text/plain; charset=utf-8"
+        try:
+            raw = body.encode()
+        except UnicodeEncodeError:  # a lone surrogate, which JSON text may carry
+            msg = "body must be text that UTF-8 can encode (it holds a lone surrogate)"
+            raise ValueError(msg) from None
+        content_type = "text/plain; charset=utf-8"
     elif isinstance(body, bytes):
         raw, content_type = body, "text/plain; charset=utf-8"
     elif body is None:
@@ -118,6 +131,29 @@ def make_script(
     if not any(name.lower() == "content-type" for name in header_items):
         header_items["Content-Type"] = content_type
     return Script(int(status), tuple(header_items.items()), raw, float(delay), bool(drop))
+
+
+#: The longest scripted delay, in seconds (a day): longer ones overflow a thread's wait.
+MAX_DELAY = 86_400.0
+# RFC 9110's token characters: what a header name may hold.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _check_header(name: object, value: object) -> None:
+    """Raise :class:`ValueError` naming the header when it cannot be written as one line of HTTP.
+
+    Raises :class:`TypeError` when the name or the value is not a str.
+    """
+    if not isinstance(name, str) or not isinstance(value, str):
+        msg = f"headers[{name!r}] must be a string naming a string, not {type(value).__name__}"
+        raise TypeError(msg)
+    if not name or not set(name) <= _TOKEN:
+        msg = f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
+        raise ValueError(msg)
+    # Latin-1 is what http.server writes; a CR or LF would start another header (or the body).
+    if any(char in "\r\n\0" or ord(char) > 0xFF for char in value):  # noqa: PLR2004 - the Latin-1 range
+        msg = f"headers[{name!r}] must be Latin-1 text without CR, LF or NUL, not {value!r}"
+        raise ValueError(msg)
 
 
 @dataclasses.dataclass
@@ -161,6 +197,15 @@ class _Scripts:
     def clear(self) -> None:
         self.queue.clear()
         self.window = None
+
+
+def _page(kept: collections.deque[_T], seen: int, since: int, limit: int | None) -> tuple[int, int, list[_T]]:
+    """Page through ``kept``, the newest of ``seen`` items: (seen, index of the first returned, items)."""
+    first_kept = seen - len(kept)
+    start = max(since, first_kept)
+    skip = start - first_kept
+    stop = None if limit is None else skip + limit
+    return seen, start, list(itertools.islice(kept, skip, stop))
 
 
 class Recorder:
@@ -257,6 +302,13 @@ class Recorder:
         with self.lock:
             return self.scripts[endpoint].take(self.clock())
 
+    def queued_scripts(self) -> tuple[int, int]:
+        """Return how many scripts are queued (time windows included) and the bytes of their bodies."""
+        with self.lock:
+            scripts = [entry.script for queue in self.scripts.values() for entry in queue.queue]
+            scripts += [queue.window for queue in self.scripts.values() if queue.window is not None]
+        return len(scripts), sum(len(script.body or b"") for script in scripts)
+
     def pending_scripts(self) -> int:
         """Return how many counted script uses are left (time windows not included)."""
         with self.lock:
@@ -297,23 +349,37 @@ class Recorder:
         with self.lock:
             self.connections_accepted += 1
 
-    def messages_since(self, since: int) -> tuple[int, list[dict[str, Any]]]:
+    def messages_since(self, since: int, limit: int | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Return how many messages were accepted in all, and those kept after the first ``since``.
 
         ``since`` counts every accepted message since start or clear, including
-        those forgotten to stay within ``max_messages``.
+        those forgotten to stay within ``max_messages``.  At most ``limit`` are
+        returned (all when None).
+        """
+        total, _, page = self.messages_page(since, limit)
+        return total, page
+
+    def messages_page(self, since: int, limit: int | None = None) -> tuple[int, int, list[dict[str, Any]]]:
+        """Return the total accepted, the index of the first message returned, and at most ``limit`` messages.
+
+        The first message returned is the ``since``-th accepted, or the oldest kept
+        when that one was forgotten; the next page starts at index + number returned.
         """
         with self.lock:
-            first_kept = self.messages_accepted - len(self.messages)
-            skip = max(0, since - first_kept)
-            return self.messages_accepted, list(itertools.islice(self.messages, skip, None))
+            return _page(self.messages, self.messages_accepted, since, limit)
 
-    def requests_since(self, since: int) -> tuple[int, list[RecordedRequest]]:
-        """Return how many requests were received in all, and those kept after the first ``since``."""
+    def requests_since(self, since: int, limit: int | None = None) -> tuple[int, list[RecordedRequest]]:
+        """Return how many requests were received in all, and those kept after the first ``since``.
+
+        At most ``limit`` are returned (all when None).
+        """
+        total, _, page = self.requests_page(since, limit)
+        return total, page
+
+    def requests_page(self, since: int, limit: int | None = None) -> tuple[int, int, list[RecordedRequest]]:
+        """As :meth:`messages_page`, for recorded requests."""
         with self.lock:
-            first_kept = self.requests_seen - len(self.requests)
-            skip = max(0, since - first_kept)
-            return self.requests_seen, list(itertools.islice(self.requests, skip, None))
+            return _page(self.requests, self.requests_seen, since, limit)
 
     # -- waits -----------------------------------------------------------------
 

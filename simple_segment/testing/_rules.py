@@ -54,9 +54,12 @@ MAX_MESSAGE_ID_LENGTH = 100
 
 MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
-#: Bodies larger than this are not read (or gunzipped) at all: the server answers
-#: 413 and closes the connection, so a runaway client cannot exhaust memory.
-MAX_WIRE_BYTES = 16 * 1024 * 1024
+#: The most body bytes the server reads (or a gzipped body inflates to): twice
+#: :data:`MAX_REQUEST_BYTES`, so a body just over that limit is still read and answered
+#: 400 ``request_too_large`` naming its size, and anything larger is never held in
+#: memory: a Content-Length over it answers 413 before the body is read, a chunked body
+#: is cut at it, and the connection is closed.
+MAX_WIRE_BYTES = 1024 * 1024
 
 BATCH_PATHS = frozenset({"/v1/batch", "/v1/import"})
 SINGLE_PATHS = {f"/v1/{type_}": type_ for type_ in MESSAGE_TYPES}
@@ -326,7 +329,9 @@ def evaluate(
       the body is judged.
     """
     decoded, decode_problem = _decode(headers, body)
-    valid, value = (False, None) if decode_problem else _parse_json(decoded)
+    # A body refused for its size is not parsed: its JSON could take ten times its bytes.
+    too_large = len(decoded) > MAX_REQUEST_BYTES
+    valid, value = (False, None) if decode_problem or too_large else _parse_json(decoded)
     write_key = _write_key(headers, value)
     path = urlsplit(target).path.rstrip("/")
     verdict = (

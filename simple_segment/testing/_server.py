@@ -28,7 +28,11 @@ OAuth mode: no valid Bearer token), ``invalid_request`` (bad
 gzip, invalid JSON, wrong body shape), ``request_too_large``,
 ``message_too_large``, ``too_many_messages`` and ``invalid_message`` (a
 message without the fields its type needs). Success is 200
-``{"success": true}``.
+``{"success": true}``. A body over 1 MiB (``_rules.MAX_WIRE_BYTES``) is never
+read into memory: a Content-Length over it answers 413 at once, a chunked body
+is cut there (413 too), and the connection is closed. A request whose body is over
+500,000 bytes is recorded with an empty body (and its JSON is not parsed), so what
+``max_requests`` requests hold stays bounded.
 
 Deliberately stricter than Segment:
 
