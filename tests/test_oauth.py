@@ -573,3 +573,18 @@ def test_a_callers_exception_leaves_no_bearer_token_in_frame_locals(phase: str, 
     assert "client_assertion=" not in rendered  # the signed assertion is a credential for a minute
     assert WRITE_KEY not in rendered
     assert private_key.splitlines()[1] not in rendered
+
+
+def test_clock_skew_is_asked_about_twice_at_once_then_final(private_key: str) -> None:
+    """'Token used before issued' twice: two immediate new token requests, then delivered; a third time is final."""
+    skew = (400, {}, b'{"error":"invalid_request","error_description":"Token used before issued"}')
+    auth = Auth()
+    auth.token_answers += [skew, skew]
+    assert auth.client(private_key).track("u", "E")[0] is True
+    assert auth.kinds() == ["token", "token", "token", "batch"]
+    assert auth.transport.clock.waits == []
+    again = Auth()
+    again.token_answers += [skew, skew, skew]
+    with pytest.raises(TokenError):
+        again.client(private_key).track("u", "E")
+    assert again.kinds() == ["token", "token", "token"]
