@@ -485,3 +485,26 @@ def test_a_long_retry_after_is_read_as_urllib3_caps_it(script: Script) -> None:
     with pytest.raises(RateLimitError) as info:
         post(script, FakeClock())  # the defaults: a wait that long ends the call at once
     assert info.value.retry_after == expected
+
+
+def test_the_caps_hold_at_their_exact_values(script: Script) -> None:
+    """Each cap at its boundary: a wait equal to max_rate_limit_duration or to max_total_backoff_duration is
+    waited; a wait that would end exactly at the deadline is not (no time would be left to send)."""
+    script.respond_with(429, headers={"Retry-After": "20"})
+    clock = FakeClock()
+    assert post(script, clock, max_rate_limit_duration=20.0)[0] is True
+    assert clock.waits == [20.0]
+
+    script.clear()
+    script.respond_with(503, headers={"Retry-After": "7"})
+    clock = FakeClock()
+    assert post(script, clock, max_total_backoff_duration=7.0)[0] is True
+    assert clock.waits == [7.0]
+
+    script.clear()
+    script.respond_with(429, headers={"Retry-After": "10"})
+    clock = FakeClock()
+    with pytest.raises(RateLimitError):
+        post(script, clock, total_timeout=10.0)
+    assert clock.waits == []
+    assert len(script.requests) == 1
