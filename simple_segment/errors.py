@@ -36,8 +36,10 @@ and messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, NoReturn, SupportsIndex, cast, overload
 
 __all__ = [
     "APIError",
@@ -58,6 +60,123 @@ __all__ = [
 ]
 
 Messages = Sequence[dict[str, Any]]
+
+
+class EncodedMessages(list[dict[str, Any]]):
+    """A read-only list of messages kept as their encoded JSON bytes, decoded on each access.
+
+    What :attr:`BatchDeliveryError.unsent` is when a block fails: a failing block keeps
+    its unsent messages as the bytes it would have sent (about a fifth of the memory of
+    the dicts), and each read (``[i]``, iteration, ``==``, ``json.dumps``) decodes a fresh
+    dict, so resending 200,000 of them one by one never holds them all as dicts.  It is a
+    ``list`` so that ``json.dumps(error.args)`` (Celery's JSON result backend) writes the
+    messages and ``isinstance(error.unsent, list)`` still holds; changing it in place
+    raises ``TypeError`` (``list(error.unsent)`` makes an ordinary list).  Pickles as the
+    bytes.
+
+    Since: 0.2.0
+    """
+
+    __slots__ = ()
+
+    def __init__(self, encoded: Iterable[bytes] = ()) -> None:
+        # The list's own storage holds the bytes; every reader below decodes them.
+        super().__init__(cast("Iterable[dict[str, Any]]", encoded))
+
+    def _encoded(self) -> list[bytes]:
+        return cast("list[bytes]", list(super().__iter__()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._encoded(),))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for data in cast("Iterator[bytes]", super().__iter__()):
+            message: dict[str, Any] = json.loads(data)
+            yield message
+
+    def __reversed__(self) -> Iterator[dict[str, Any]]:
+        for data in cast("Iterator[bytes]", super().__reversed__()):
+            message: dict[str, Any] = json.loads(data)
+            yield message
+
+    @overload
+    def __getitem__(self, index: SupportsIndex, /) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: SupportsIndex | slice, /) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return EncodedMessages(cast("list[bytes]", super().__getitem__(index)))
+        message: dict[str, Any] = json.loads(cast("bytes", super().__getitem__(index)))
+        return message
+
+    def __contains__(self, value: object, /) -> bool:
+        return any(message == value for message in self)
+
+    def __eq__(self, other: object, /) -> bool:
+        if isinstance(other, EncodedMessages):
+            return self._encoded() == other._encoded()
+        return isinstance(other, list) and len(other) == len(self) and list(self) == other
+
+    def __ne__(self, other: object, /) -> bool:
+        return not self == other
+
+    __hash__ = None  # a list: unhashable
+
+    def __lt__(self, other: list[dict[str, Any]], /) -> bool:
+        return list(self) < list(other)
+
+    def __le__(self, other: list[dict[str, Any]], /) -> bool:
+        return list(self) <= list(other)
+
+    def __gt__(self, other: list[dict[str, Any]], /) -> bool:
+        return list(self) > list(other)
+
+    def __ge__(self, other: list[dict[str, Any]], /) -> bool:
+        return list(self) >= list(other)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    # A plain list's ``[] + unsent`` would read the stored bytes; these return ordinary lists.
+    def __add__(self, other: list[dict[str, Any]], /) -> list[dict[str, Any]]:  # type: ignore[override]
+        return [*self, *other]
+
+    def __radd__(self, other: list[dict[str, Any]], /) -> list[dict[str, Any]]:
+        return [*other, *self]
+
+    def __mul__(self, count: SupportsIndex, /) -> list[dict[str, Any]]:
+        return list(self) * count
+
+    def __rmul__(self, count: SupportsIndex, /) -> list[dict[str, Any]]:
+        return list(self) * count
+
+    def copy(self) -> list[dict[str, Any]]:
+        """Return the messages as an ordinary list of dicts."""
+        return list(self)
+
+    def index(self, value: dict[str, Any], start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize, /) -> int:
+        """Return the position of the first message equal to ``value``; ValueError when there is none."""
+        for position in range(len(self))[start:stop]:
+            if self[position] == value:
+                return position
+        raise ValueError(f"{value!r} is not among the messages")
+
+    def count(self, value: dict[str, Any], /) -> int:
+        """Return how many messages equal ``value``."""
+        return sum(1 for message in self if message == value)
+
+    def _read_only(self, *_: object, **__: object) -> NoReturn:
+        raise TypeError("the unsent messages are read-only; list(error.unsent) makes a list you can change")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+
+def _listed(messages: Messages | None) -> list[dict[str, Any]]:
+    # An error's own list of messages; encoded ones stay encoded (they cannot change).
+    if isinstance(messages, EncodedMessages):
+        return messages
+    return list(messages or ())
 
 
 class SegmentError(Exception):
@@ -184,7 +303,7 @@ class DeliveryError(SegmentError):
     _FIELDS: ClassVar[tuple[str, ...]] = ("message", "messages", "attempts")
 
     def __init__(self, message: str, messages: Messages | None = None, attempts: int = 0) -> None:
-        super().__init__(message, list(messages or ()), attempts)
+        super().__init__(message, _listed(messages), attempts)
 
     def __str__(self) -> str:
         return str(self._arg("message"))
@@ -209,7 +328,7 @@ class DeliveryError(SegmentError):
 
     @messages.setter
     def messages(self, messages: Messages) -> None:
-        self._set_arg("messages", list(messages))
+        self._set_arg("messages", _listed(messages))
 
     @property
     def attempts(self) -> int:
@@ -236,7 +355,7 @@ class APIError(DeliveryError):
         messages: Messages | None = None,
         attempts: int = 0,
     ) -> None:
-        Exception.__init__(self, status, code, message, None, dict(headers or {}), list(messages or ()), attempts)
+        Exception.__init__(self, status, code, message, None, dict(headers or {}), _listed(messages), attempts)
         self.response = response
 
     # The response slot is always None: a live HTTP response is neither pickled nor sent as JSON.
@@ -340,13 +459,15 @@ class BatchDeliveryError(DeliveryError):
     number of messages the block delivered before the failure (a count, so a long block
     keeps no copy of what it delivered).  ``__cause__`` is the error of the failed request.
     When that error is retryable, the block raises :class:`RetryableBatchDeliveryError`.
+    A raised one's ``unsent`` is an :class:`EncodedMessages`: a read-only list that keeps
+    the messages as their JSON bytes and decodes each one when it is read.
     """
 
     # The unsent messages are DeliveryError's ``messages`` slot.
     _FIELDS: ClassVar[tuple[str, ...]] = ("message", "messages", "attempts", "sent")
 
     def __init__(self, message: str, unsent: Messages | None = None, attempts: int = 0, sent: int = 0) -> None:
-        Exception.__init__(self, message, list(unsent or ()), attempts, sent)
+        Exception.__init__(self, message, _listed(unsent), attempts, sent)
 
     @property
     def unsent(self) -> list[dict[str, Any]]:

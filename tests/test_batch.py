@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import gzip
 import json
@@ -13,7 +14,8 @@ from conftest import WRITE_KEY, QuickClient, body_of
 
 import simple_segment
 from simple_segment import BatchDeliveryError, Client, SegmentError, ValidationError
-from simple_segment.testing import FakeSegment
+from simple_segment._wire import encode_message
+from simple_segment.testing import FakeSegment, MockResponse, MockTransport
 
 
 def test_block_posts_once_at_exit(fake_segment: FakeSegment, quick_client: QuickClient) -> None:
@@ -298,3 +300,68 @@ def test_batch_defaults_are_validated_and_copied_per_message() -> None:
         for n in range(3):
             b.track("u", "E", {"n": n})
     assert [m["context"]["app"]["seen"] for m in sent] == [[0], [1], [2]]
+
+
+def test_failing_block_keeps_unsent_messages_as_bytes() -> None:
+    """After the first request fails, 30,000 unsent events hold about their wire size, not 4.5 times it.
+
+    The unsent messages stay encoded and ``unsent`` decodes on access: traced memory held
+    by the raised error is under 1.5 times their bytes (as dicts it was about 4.5 times).
+    """
+    transport = MockTransport(lambda _request: MockResponse(400, body=b'{"message":"no"}'))
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, max_retries=0)
+    properties = {"plan": "pro", "step": 3, "tags": ["a", "b"], "text": "x" * 120}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        with pytest.raises(BatchDeliveryError) as info, client.batch() as batch:
+            for i in range(30_000):
+                batch.track(f"user{i}", "Event", properties, message_id=f"id-{i}")
+        error = info.value
+        del info, batch
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(error.unsent) == 30_000
+    assert len(transport.requests) == 1  # nothing more is posted after the failure
+    wire = sum(len(encode_message(message)) for message in error.unsent)
+    assert held < 1.5 * wire, (held, wire)
+    assert error.unsent[29_999]["messageId"] == "id-29999"
+    assert [m["messageId"] for m in error.unsent[:2]] == ["id-0", "id-1"]
+    assert error.__cause__ is not None
+    assert error.__cause__.messages == error.unsent[: len(error.__cause__.messages)]
+
+
+def test_a_request_of_exactly_500000_bytes_is_one_request() -> None:
+    """Messages filling a body of exactly 500,000 bytes go in one request; one byte more makes two."""
+    transport = MockTransport(lambda _request: 200)
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, max_retries=0)
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+    def send(pads: list[int], *, after_a_flush: bool = False) -> list[int]:
+        transport.requests.clear()
+        with client.batch() as batch:
+            if after_a_flush:  # the buffer's second request counts from zero too
+                batch.track("u", "E", {"pad": ""}, message_id="id-xx", timestamp=when)
+                batch.flush()
+                transport.requests.clear()
+            for i, pad in enumerate(pads):
+                batch.track("u", "E", {"pad": "x" * pad}, message_id=f"id-{i:02}", timestamp=when)
+        return [len(request.content) for request in transport.requests]
+
+    (alone,) = send([0])
+    (pair,) = send([0, 0])
+    base = pair - alone - 1  # one message with an empty pad (pair = overhead + 2 * base + a comma)
+    overhead = alone - base
+    count = 16
+    room = 500_000 - overhead - (count - 1) - count * base  # pad bytes that make the body 500,000 exactly
+    pads = [room // count] * (count - 1) + [room - (room // count) * (count - 1)]
+    assert max(pads) + base <= 32_768
+    assert send(pads) == [500_000]
+    assert send(pads, after_a_flush=True) == [500_000]
+    pads[-1] += 1
+    sizes = send(pads)
+    assert len(sizes) == 2
+    assert all(size <= 500_000 for size in sizes)

@@ -21,7 +21,7 @@ from faults import Behaviour, FaultServer, drip, respond, retry_after, silent
 from outcomes import describe, outcome, send_one
 
 from simple_segment import BatchDeliveryError, Client, DeliveryError, NetworkError, RetryableError, TransportError
-from simple_segment.testing import FakeSegment
+from simple_segment.testing import FakeClock, FakeSegment, MockRequest, MockTransport
 
 BUDGET = 1.0
 """total_timeout of the time-budget tests."""
@@ -202,6 +202,63 @@ def test_total_timeout_bounds_a_batch_request(quick_client: QuickClient) -> None
     assert set(threading.enumerate()) <= before, "threads still running after the server stopped"
 
 
+def test_total_timeout_ran_out_is_a_retryable_network_error_naming_it() -> None:
+    """An answer that comes after total_timeout: NetworkError (retryable) saying so, with the attempts made."""
+    clock = FakeClock()
+
+    def late(_request: MockRequest) -> int:
+        clock.advance(7)  # 7 s of fake time per answer; the budget is 10
+        return 503
+
+    transport = MockTransport(late, clock=clock)
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, total_timeout=10,
+                    backoff_factor=0.1, max_retries=5)
+    with pytest.raises(NetworkError) as info:
+        client.track("u", "E")
+    error = info.value
+    assert type(error) is NetworkError
+    assert error.retryable
+    assert error.attempts == 2
+    assert len(transport.requests) == 2
+    assert str(error) == (
+        "POST https://api.example.test/v1/batch failed: "
+        "TimeoutError: total_timeout ran out before the answer was complete"
+    )
+    assert len(error.messages) == 1
+
+
+def test_total_timeout_spent_by_the_token_request_is_named(private_key_pem: str) -> None:
+    """A token request that takes the whole budget: the batch is not posted; NetworkError 'ran out before attempt 1'."""
+    clock = FakeClock()
+
+    def handler(request: MockRequest) -> Any:
+        if request.url.endswith("/token"):
+            clock.advance(10)  # exactly the budget: the token arrives, nothing is left for the batch
+            return 200, {"Content-Type": "application/json"}, b'{"access_token":"t","expires_in":3600}'
+        return 200
+
+    transport = MockTransport(handler, clock=clock)
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, total_timeout=10,
+                    oauth_client_id="c", oauth_client_key=private_key_pem, oauth_key_id="k",
+                    oauth_auth_server="https://oauth.example.test")
+    with pytest.raises(NetworkError) as info:
+        client.track("u", "E")
+    assert info.value.retryable
+    assert info.value.attempts == 1
+    assert str(info.value) == "POST https://api.example.test/v1/batch: total_timeout ran out before attempt 1"
+    assert [r.url for r in transport.requests] == ["https://oauth.example.test/token"]
+    assert clock.waits == []
+
+
+@pytest.fixture(scope="module")
+def private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 # -- the deadline in every phase: several addresses, the TLS handshake, the sockets themselves ----
 
 

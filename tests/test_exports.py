@@ -151,3 +151,29 @@ def test_no_import_cycle() -> None:
     assert "simple_segment._batch" in edges["simple_segment.client"]  # the graph is really read
     cycles = sorted(f"{m} -> {d}" for m, deps in edges.items() for d in deps if reaches(d, m))
     assert cycles == []
+
+
+def test_every_since_names_this_version_or_the_next() -> None:
+    """'Since: X' in a docstring is the package version, or the next minor while CHANGELOG has an Unreleased part.
+
+    Names of the first release say its version; names added since (CHANGELOG "Unreleased")
+    say the release that will carry them, never a version that will not exist.
+    """
+    import re
+    from pathlib import Path
+
+    from simple_segment._version import VERSION
+
+    root = Path(simple_segment.__file__).resolve().parent
+    major, minor, _ = (int(part) for part in VERSION.split("."))
+    allowed = {VERSION}
+    changelog = (root.parent / "CHANGELOG.md").read_text(encoding="utf-8")
+    if "\n## Unreleased\n" in changelog:
+        allowed.add(f"{major}.{minor + 1}.0")
+    found = {
+        (str(path.relative_to(root)), version)
+        for path in root.rglob("*.py")
+        for version in re.findall(r"Since:? ([0-9][0-9.]*[0-9])", path.read_text(encoding="utf-8"))
+    }
+    assert found, "no 'Since:' found: the pattern is wrong"
+    assert {(path, version) for path, version in found if version not in allowed} == set()

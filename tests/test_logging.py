@@ -115,6 +115,43 @@ def test_write_key_not_in_tracebacks_or_logs(
         _assert_no_secret(text, f"a {record.levelname} log record from {record.name}")
 
 
+def test_the_migration_guides_logger_recipe_keeps_old_handlers_working() -> None:
+    """docs/migrating.md's recipe: a handler set up on the official "segment" logger gets simple_segment's records."""
+    import re
+    from pathlib import Path
+
+    from simple_segment.testing import MockTransport
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "migrating.md").read_text(encoding="utf-8")
+    section = guide.split("**Logging**", 1)[1].split("\n**", 1)[0]
+    (recipe,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.seen: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.seen.append(record)
+
+    old, new = logging.getLogger("segment"), logging.getLogger("simple_segment")
+    saved = [(logger, logger.level, logger.propagate, list(logger.handlers)) for logger in (old, new)]
+    handler = Records()
+    try:
+        old.setLevel(logging.WARNING)
+        old.addHandler(handler)
+        exec(compile(recipe, "docs/migrating.md logging recipe", "exec"), {})  # noqa: S102
+        answers = [503, 200]
+        client = Client(WRITE_KEY, host="https://api.example.test", backoff_factor=0.01,
+                        transport=MockTransport(lambda _request: answers.pop(0)))
+        assert client.track("u", "E")[0] is True
+    finally:
+        for logger, level, propagate, handlers in saved:
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.handlers[:] = handlers
+    assert [record.name for record in handler.seen] == ["simple_segment"]
+    assert "retrying" in handler.seen[0].getMessage()
 # -- the caller's own exception interrupting a call ----------------------------------------------
 
 

@@ -334,6 +334,112 @@ def test_other_token_endpoint_answers_are_retried(server: FakeSegment, private_k
     assert [r.status for r in token_requests(server)] == [403, 403, 200]
 
 
+# -- the OAuth rules, pinned on a MockTransport (no sockets, no waits) ---------------------
+
+
+class Auth:
+    """An auth server issuing token-0, token-1 ... and a tracking API answering ``batch(request)``."""
+
+    def __init__(self) -> None:
+        self.token_answers: list[Any] = []
+        self.issued: list[str] = []
+        self.batch = lambda _request: 200
+        self.transport = MockTransport(self)
+
+    def __call__(self, request: MockRequest) -> Any:
+        if request.url.endswith("/token"):
+            if self.token_answers:
+                return self.token_answers.pop(0)
+            self.issued.append(f"token-{len(self.issued)}")
+            return 200, {}, f'{{"access_token":"{self.issued[-1]}","expires_in":3600}}'
+        return self.batch(request)
+
+    def kinds(self) -> list[str]:
+        """token / batch, for every request made, in order."""
+        return [request.url.rsplit("/", 1)[1] for request in self.transport.requests]
+
+    def client(self, private_key: str, **options: Any) -> Client:
+        settings: dict[str, Any] = {
+            "host": "https://api.example.test",
+            "oauth_client_id": CLIENT_ID,
+            "oauth_client_key": private_key,
+            "oauth_key_id": KEY_ID,
+            "oauth_auth_server": "https://oauth.example.test",
+            "total_timeout": 60,
+            **options,
+        }
+        return Client(WRITE_KEY, transport=self.transport, **settings)
+
+
+def test_415_from_the_token_endpoint_is_final(private_key: str) -> None:
+    """415 from the auth server: TokenError at once, one token request, no wait, no batch posted."""
+    auth = Auth()
+    auth.token_answers.append((415, {}, b'{"error":"unsupported_media_type"}'))
+    with pytest.raises(TokenError) as info:
+        auth.client(private_key, max_retries=5).track("u", "E")
+    assert (info.value.status, info.value.code, info.value.retryable) == (415, "unsupported_media_type", False)
+    assert auth.kinds() == ["token"]
+    assert auth.transport.clock.waits == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 511])
+def test_a_refused_token_is_replaced_and_the_request_sent_once_more(private_key: str, status: int) -> None:
+    """400/401/403/511 from the tracking API drop the token: a new one, the same batch again at once, once only."""
+    auth = Auth()
+    auth.batch = lambda request: 200 if request.headers["Authorization"] == "Bearer token-1" else status
+    client = auth.client(private_key)
+    _, msg = client.track("u", "E")
+    assert auth.kinds() == ["token", "batch", "token", "batch"]
+    first, again = (r for r in auth.transport.requests if r.url.endswith("/batch"))
+    assert first.headers["Authorization"] == "Bearer token-0"
+    assert again.headers["Authorization"] == "Bearer token-1"
+    assert first.json()["batch"][0]["messageId"] == again.json()["batch"][0]["messageId"] == msg["messageId"]
+    assert auth.transport.clock.waits == []
+    auth.transport.requests.clear()
+    client.track("u", "F")  # the new token is kept
+    assert auth.kinds() == ["batch"]
+
+
+@pytest.mark.parametrize("status", [400, 403, 511])
+def test_a_token_refused_twice_ends_the_call(private_key: str, status: int) -> None:
+    """The same refusal with the new token too: the call ends with that APIError; no third token, no loop."""
+    auth = Auth()
+    auth.batch = lambda _request: status
+    with pytest.raises(DeliveryError) as info:
+        auth.client(private_key, max_retries=5).track("u", "E")
+    assert getattr(info.value, "status", None) == status
+    assert info.value.retryable is (status >= 500)  # the status table's word: a 511 may pass later
+    assert auth.kinds() == ["token", "batch", "token", "batch"]
+
+
+def test_a_refused_stale_token_does_not_drop_the_current_one(private_key: str) -> None:
+    """A call refused with token-0 after another call already replaced it keeps token-1 (no third token)."""
+    auth = Auth()
+    client = auth.client(private_key)
+    revoked: set[str] = set()
+    inner_sent = threading.Event()
+
+    def batch(request: MockRequest) -> int:
+        header = request.headers["Authorization"]
+        if request.json()["batch"][0]["event"] == "outer" and not inner_sent.is_set():
+            # While this request (with token-0) is in flight, the server revokes token-0 and
+            # another call of the same client gets refused, fetches token-1 and delivers.
+            revoked.add("Bearer token-0")
+            inner_sent.set()
+            assert client.track("u", "inner")[0] is True
+        return 401 if header in revoked else 200
+
+    auth.batch = batch
+    assert client.track("u", "outer")[0] is True
+    assert auth.issued == ["token-0", "token-1"]
+    headers = [(r.json()["batch"][0]["event"], r.headers["Authorization"]) for r in auth.transport.requests
+               if r.url.endswith("/batch")]
+    assert headers == [
+        ("outer", "Bearer token-0"),
+        ("inner", "Bearer token-0"),
+        ("inner", "Bearer token-1"),
+        ("outer", "Bearer token-1"),
+    ]
 # -- waiting for another thread's token, and tokens that cannot go in a header ---------------------
 
 
@@ -467,3 +573,18 @@ def test_a_callers_exception_leaves_no_bearer_token_in_frame_locals(phase: str, 
     assert "client_assertion=" not in rendered  # the signed assertion is a credential for a minute
     assert WRITE_KEY not in rendered
     assert private_key.splitlines()[1] not in rendered
+
+
+def test_clock_skew_is_asked_about_twice_at_once_then_final(private_key: str) -> None:
+    """'Token used before issued' twice: two immediate new token requests, then delivered; a third time is final."""
+    skew = (400, {}, b'{"error":"invalid_request","error_description":"Token used before issued"}')
+    auth = Auth()
+    auth.token_answers += [skew, skew]
+    assert auth.client(private_key).track("u", "E")[0] is True
+    assert auth.kinds() == ["token", "token", "token", "batch"]
+    assert auth.transport.clock.waits == []
+    again = Auth()
+    again.token_answers += [skew, skew, skew]
+    with pytest.raises(TokenError):
+        again.client(private_key).track("u", "E")
+    assert again.kinds() == ["token", "token", "token"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -39,3 +40,25 @@ def test_oauth_example_runs() -> None:
     """The OAuth example delivers with a Bearer token against FakeSegment's OAuth mode."""
     (code,) = readme_examples("OAuth")
     exec(compile(code, "README.md OAuth example", "exec"), {"__name__": "readme_example"})  # noqa: S102
+
+
+def all_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(all_python_blocks())))
+def test_every_python_block_runs_or_says_it_is_a_fragment(index: int) -> None:
+    """A README python block either runs as written or starts with '# Fragment: ...' (naming what it assumes).
+
+    A fragment must still be valid Python.  A block that brings no server of its own
+    (FakeSegment, MockTransport, capture) runs inside capture(), so nothing reaches Segment.
+    """
+    from simple_segment.testing import capture
+
+    code = all_python_blocks()[index]
+    compiled = compile(code, f"README.md python block {index + 1}", "exec")
+    if code.startswith("# Fragment: "):
+        return
+    own_server = any(name in code for name in ("FakeSegment", "MockTransport", "capture", "fake_segment"))
+    with contextlib.nullcontext() if own_server else capture():
+        exec(compiled, {"__name__": "readme_example"})  # noqa: S102

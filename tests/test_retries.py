@@ -454,3 +454,57 @@ def test_connection_refused_is_retried_with_backoff(script: Script) -> None:
     assert info.value.attempts == 3
     assert len(clock.waits) == 2
     assert info.value.retryable
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_zero_is_retried_after_the_backoff(script: Script, status: int) -> None:
+    """Retry-After: 0 is retried, after the ordinary backoff: urllib3 reads a zero wait as no header.
+
+    Not at once (a server answering 429 with 0 would get a tight loop) and not given up on.
+    """
+    script.respond_with(status, headers={"Retry-After": "0"})
+    clock = FakeClock()
+    assert post(script, clock, backoff_factor=0.5)[0] is True
+    assert len(script.requests) == 2
+    (wait,) = clock.waits
+    assert 0.5 <= wait <= 1.0
+
+
+def test_a_long_retry_after_is_read_as_urllib3_caps_it(script: Script) -> None:
+    """Retry-After: 86400 (a day) with the caps lifted: waited as urllib3 reads it, 6 hours where it caps, else a day."""
+    from urllib3.util import Retry
+
+    expected = min(86_400.0, float(getattr(Retry, "DEFAULT_RETRY_AFTER_MAX", 86_400)))
+    script.respond_with(429, headers={"Retry-After": "86400"})
+    clock = FakeClock()
+    caps = {"max_rate_limit_duration": 10**6, "max_total_backoff_duration": 10**6, "total_timeout": 10**6}
+    assert post(script, clock, **caps)[0] is True
+    assert clock.waits == [expected]
+    script.clear()
+    script.respond_with(429, headers={"Retry-After": "86400"})
+    with pytest.raises(RateLimitError) as info:
+        post(script, FakeClock())  # the defaults: a wait that long ends the call at once
+    assert info.value.retry_after == expected
+
+
+def test_the_caps_hold_at_their_exact_values(script: Script) -> None:
+    """Each cap at its boundary: a wait equal to max_rate_limit_duration or to max_total_backoff_duration is
+    waited; a wait that would end exactly at the deadline is not (no time would be left to send)."""
+    script.respond_with(429, headers={"Retry-After": "20"})
+    clock = FakeClock()
+    assert post(script, clock, max_rate_limit_duration=20.0)[0] is True
+    assert clock.waits == [20.0]
+
+    script.clear()
+    script.respond_with(503, headers={"Retry-After": "7"})
+    clock = FakeClock()
+    assert post(script, clock, max_total_backoff_duration=7.0)[0] is True
+    assert clock.waits == [7.0]
+
+    script.clear()
+    script.respond_with(429, headers={"Retry-After": "10"})
+    clock = FakeClock()
+    with pytest.raises(RateLimitError):
+        post(script, clock, total_timeout=10.0)
+    assert clock.waits == []
+    assert len(script.requests) == 1

@@ -341,3 +341,47 @@ def test_numpy_arrays_and_series_are_lists_whatever_their_length() -> None:
     }
     with pytest.raises(ValidationError, match="user_id"):
         client.track(np.array([1]), "E")
+
+
+def test_size_limit_is_exactly_32768_bytes() -> None:
+    """A message whose encoding is exactly 32,768 bytes is sent; one byte more is refused and nothing is posted."""
+    from simple_segment.testing import MockTransport
+
+    transport = MockTransport(lambda _request: 200)
+    client = Client(WRITE_KEY, host="https://api.example.test", transport=transport, max_retries=0)
+    fixed = {"message_id": "boundary", "timestamp": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)}
+
+    def sent_bytes(pad: int) -> bytes:
+        transport.requests.clear()
+        assert client.track("u", "E", {"pad": "x" * pad}, **fixed)[0] is True
+        (request,) = transport.requests
+        body = request.content  # {"batch":[<the message>],"sentAt":"...","writeKey":"..."}
+        return body[len(b'{"batch":[') : body.rindex(b'],"sentAt":"')]
+
+    room = 32_768 - len(sent_bytes(0))
+    exact = sent_bytes(room)
+    assert len(exact) == 32_768
+    assert json.loads(exact)["properties"]["pad"] == "x" * room
+    transport.requests.clear()
+    with pytest.raises(MessageTooLargeError) as info:
+        client.track("u", "E", {"pad": "x" * (room + 1)}, **fixed)
+    assert (info.value.size, info.value.limit) == (32_769, 32_768)
+    assert transport.requests == []
+
+
+@pytest.mark.parametrize(
+    ("properties", "field", "reason"),
+    [
+        ({"a": float("nan")}, "properties.a", "nan is not a valid JSON number"),
+        ({"a": {"k": float("-inf")}}, "properties.a.k", "-inf is not a valid JSON number"),
+        ({"a": {"b": 10**5000}}, "properties.a.b", "an int of 16610 bits has too many digits to send"),
+        ({"a": ["x", "\ud800"]}, "properties.a[1]", "text is not valid Unicode (lone surrogate)"),
+        ({"a": {"\ud800": 1}}, "properties.a['\\ud800']", "text is not valid Unicode (lone surrogate)"),
+    ],
+)
+def test_values_the_encoder_refuses_name_the_path_and_the_rule(properties: dict, field: str, reason: str) -> None:
+    """What JSON cannot carry is a ValidationError naming the value's path (a key's too) and why."""
+    with pytest.raises(ValidationError) as info:
+        Client(WRITE_KEY, send=False).track("u", "E", properties)
+    assert (info.value.field, info.value.reason) == (field, reason)
+    assert isinstance(info.value.__cause__, ValueError)  # the encoder's own complaint, kept for the traceback
