@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ._messages import Properties, mapping, merged_under
-from .errors import BatchDeliveryError, RetryableBatchDeliveryError, RetryableError, SegmentError
+from .errors import BatchDeliveryError, EncodedMessages, RetryableBatchDeliveryError, RetryableError, SegmentError
 
 __all__ = ["Pending", "Scope", "Target", "current", "scope"]
 
@@ -107,7 +107,7 @@ class Pending:
             raise unexpected
         if not failures:
             return
-        unsent = [msg for failure in failures for msg in failure.unsent]
+        unsent = _joined([failure.unsent for failure in failures])
         first = failures[0]
         cause = first.__cause__ if isinstance(first.__cause__, Exception) else first
         retryable = all(isinstance(failure, RetryableError) for failure in failures)
@@ -280,3 +280,16 @@ def scope(
     Since: 0.2.0
     """
     return Scope(context=context, integrations=integrations, defer=defer)
+
+
+def _joined(lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    # Each client's failure keeps its unsent messages as bytes (EncodedMessages): joined as
+    # bytes too, so a deferred scope's failure never holds them all as dicts.
+    if len(lists) == 1:
+        return lists[0]
+    encoded: list[bytes] = []
+    for unsent in lists:
+        if not isinstance(unsent, EncodedMessages):
+            return [msg for each in lists for msg in each]
+        encoded.extend(unsent._encoded())  # noqa: SLF001 - the bytes, without decoding them
+    return EncodedMessages(encoded)

@@ -644,3 +644,18 @@ def test_an_on_error_that_raises_does_not_replace_the_blocks_exception(
                 raise LookupError("the block's own")
     assert msg["messageId"] in caplog.text
     assert "after the block raised" in caplog.text
+
+
+def test_a_deferred_failure_keeps_every_clients_unsent_messages_as_bytes(fake_segment: FakeSegment) -> None:
+    """Two clients fail at the scope's end: .unsent lists both, in call order, still held as encoded bytes."""
+    from simple_segment.errors import EncodedMessages
+
+    fake_segment.respond_with(400, times=2)
+    first = Client(WRITE_KEY, host=fake_segment.url, max_retries=0)
+    second = Client("other-key", host=fake_segment.url, max_retries=0)
+    with pytest.raises(BatchDeliveryError) as info:
+        with simple_segment.scope(defer=True):
+            first.track("u", "One")
+            second.track("u", "Two")
+    assert isinstance(info.value.unsent, EncodedMessages)
+    assert [m["event"] for m in info.value.unsent] == ["One", "Two"]
