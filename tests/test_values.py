@@ -274,7 +274,7 @@ def test_missing_values_of_a_dataframe_are_absent() -> None:
     _, msg = client.track(
         np.float64("nan"),
         "E",
-        {"a": np.float64("nan"), "b": pd.NaT, "c": pd.NA, "d": np.datetime64("NaT")},
+        {"a": np.float64("nan"), "b": pd.NaT, "c": pd.NA, "d": np.datetime64("NaT", "ns")},
         anonymous_id="anon",
         timestamp=pd.NaT,
     )
