@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -50,6 +51,20 @@ def in_child(work: Callable[[], object]) -> object:
         result = json.loads(pipe.read() or b'{"error": "no report"}')
     assert "error" not in result, result["error"]
     return result["ok"]
+
+
+def minted(client: Client) -> str:
+    """Return the messageId the next track() call gets."""
+    return str(client.track("u", "E")[1]["messageId"])
+
+
+def inner_then_outer(client: Client) -> list[str]:
+    """In a child: an id in the inner block, then one after leaving it (as when the inner block ends there)."""
+    inner = minted(client)
+    scope = _ids._scope.get()
+    assert scope is not None
+    _ids._scope.set(scope.parent)
+    return [inner, minted(client)]
 
 
 @pytest.fixture
@@ -147,16 +162,8 @@ def test_a_fork_inside_stable_ids_gives_the_child_ids_of_its_own() -> None:
 
 def test_a_fork_inside_a_nested_block_reseeds_the_outer_block_in_the_child_too() -> None:
     client = Client("key", send=False)
-
-    def one() -> str:
-        return str(client.track("u", "E")[1]["messageId"])
-
-    def child_work() -> list[str]:
-        inner = one()
-        scope = _ids._scope.get()
-        assert scope is not None
-        _ids._scope.set(scope.parent)  # as when the inner block ends in the child
-        return [inner, one()]
+    one = functools.partial(minted, client)
+    child_work = functools.partial(inner_then_outer, client)
 
     with stable_ids("outer"):
         with stable_ids("inner"):
@@ -251,17 +258,7 @@ def test_client_survives_fork(fake_segment: FakeSegment, quick_client: QuickClie
 
 def test_a_fork_inside_a_nested_block_of_the_same_seed_keeps_one_count_in_the_child() -> None:
     """The inner and outer block share a count; in the child they still do (no id minted twice)."""
-    client = Client("key", send=False)
-
-    def one() -> str:
-        return str(client.track("u", "E")[1]["messageId"])
-
-    def child_work() -> list[str]:
-        inner = one()
-        scope = _ids._scope.get()
-        assert scope is not None
-        _ids._scope.set(scope.parent)  # as when the inner block ends in the child
-        return [inner, one()]
+    child_work = functools.partial(inner_then_outer, Client("key", send=False))
 
     with stable_ids("A"), stable_ids("A"):
         child = in_child(child_work)
