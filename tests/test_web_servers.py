@@ -15,20 +15,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from processes import Process
 
 pytestmark = pytest.mark.realservice  # tox runs these in one env: see tox.ini
 
@@ -38,43 +37,6 @@ WAIT = 20.0  # seconds: the longest any one wait may take
 SLOW = 2.0  # seconds the scripted Segment takes to answer
 _UNSET = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
           "PYTHONPATH", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-class Process:
-    """A subprocess in a session of its own, its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], directory: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log = directory / f"{name}.log"
-        with self.log.open("wb") as log:
-            self.popen = subprocess.Popen(
-                args, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, self.output())
-            if match:
-                return match
-            if self.popen.poll() is not None:
-                pytest.fail(f"{self.name} exited ({self.popen.returncode}) before {pattern!r}:\n{self.output()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name}: no {pattern!r} within {timeout} s:\n{self.output()[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-        with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with suppress(subprocess.TimeoutExpired):
-            self.popen.wait(3)
 
 
 @dataclass
