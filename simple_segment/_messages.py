@@ -91,7 +91,7 @@ def _id(value: object, field: str) -> str | None:
         if value is None:
             return None
     if isinstance(value, Enum):
-        value = value.value
+        value = _enum_value(value, field)
     if isinstance(value, str):
         return plain_str(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal, UUID)):
@@ -103,8 +103,16 @@ def _id(value: object, field: str) -> str | None:
     try:
         return str(value)
     except Exception as exc:
-        reason = "an int with too many digits to send" if isinstance(value, int) else "could not be made a str"
+        too_long = isinstance(value, int) and isinstance(exc, ValueError)  # Python's digit limit
+        reason = "an int with too many digits to send" if too_long else f"could not be made a str: {describe(exc)}"
         raise ValidationError(field, reason) from exc
+
+
+def _enum_value(value: Enum, field: str) -> object:
+    try:
+        return value.value
+    except Exception as exc:  # a caller's Enum whose value property raises
+        raise ValidationError(field, f"{type(value).__name__} has no usable value: {describe(exc)}") from exc
 
 
 def _foreign(value: object, field: str) -> object:
@@ -138,7 +146,7 @@ def _optional_str(value: object, field: str) -> str | None:
     if value is None or type(value) is str:
         return value
     if isinstance(value, Enum):  # a str Enum is its value, as json.dumps sends it
-        value = value.value
+        value = _enum_value(value, field)
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a str, not {type(value).__name__}")
     return plain_str(value)

@@ -385,3 +385,26 @@ def test_values_the_encoder_refuses_name_the_path_and_the_rule(properties: dict,
         Client(WRITE_KEY, send=False).track("u", "E", properties)
     assert (info.value.field, info.value.reason) == (field, reason)
     assert isinstance(info.value.__cause__, ValueError)  # the encoder's own complaint, kept for the traceback
+
+
+def test_ids_whose_own_methods_raise_are_validation_errors() -> None:
+    """An Enum whose value raises, an int whose str() raises: a ValidationError naming the field, not their error."""
+
+    class Broken(enum.Enum):
+        A = 1
+
+        @property
+        def value(self) -> int:  # type: ignore[override]
+            raise RuntimeError("broken value")
+
+    class Unprintable(int):
+        def __str__(self) -> str:
+            raise RuntimeError("broken str")
+
+    client = Client("key", send=False)
+    with pytest.raises(ValidationError, match=r"user_id: Broken has no usable value: RuntimeError"):
+        client.track(Broken.A, "E")
+    with pytest.raises(ValidationError, match=r"event: Broken has no usable value"):
+        client.track("u", Broken.A)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"user_id: could not be made a str: RuntimeError: broken str"):
+        client.track(Unprintable(5), "E")
