@@ -33,7 +33,8 @@ T = TypeVar("T")
 RETRY_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
 """Answers worth another attempt (SPEC.md section 3)."""
 MAX_RETRY_AFTER = 365 * 86_400.0
-"""A Retry-After beyond a year is not a sane answer: it is treated as absent."""
+"""A Retry-After beyond a year is not a sane answer: treated as absent (where urllib3 has not capped it first;
+recent 2.x releases cap every value at 6 hours, which is then what is waited and reported)."""
 
 
 class Policy(Retry):
